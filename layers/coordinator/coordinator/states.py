@@ -1,0 +1,71 @@
+"""The states a payload and a waiter go through (BRIEF §3), and how they map to the outside."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """`state` of a payload's STATE row."""
+
+    CLAIMED = "CLAIMED"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+    TIMED_OUT = "TIMED_OUT"
+    INVALID = "INVALID"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in ACTIVE
+
+    @property
+    def is_retryable(self) -> bool:
+        """A new attempt may claim the payload without `replace`."""
+        return self in RETRYABLE
+
+
+ACTIVE = frozenset({State.CLAIMED, State.PROCESSING})
+RETRYABLE = frozenset({State.FAILED, State.ABORTED, State.TIMED_OUT})
+FINAL = frozenset(State) - ACTIVE
+
+
+class WaiterState(StrEnum):
+    """`waiter_state` of a WAITER row: WAITING, then the dependency's final state (or CYCLE)."""
+
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+    TIMED_OUT = "TIMED_OUT"
+    INVALID = "INVALID"
+    CYCLE = "CYCLE"
+
+
+class DependencyError(StrEnum):
+    """The typed `error` of a SendTaskFailure; a waiting state machine Catches these names."""
+
+    FAILED = "DependencyFailed"
+    INVALID = "DependencyInvalid"
+    ABORTED = "DependencyAborted"
+    TIMED_OUT = "DependencyTimedOut"
+    CYCLE = "DependencyCycle"
+
+
+FAILURE_OF: dict[WaiterState, DependencyError] = {
+    WaiterState.FAILED: DependencyError.FAILED,
+    WaiterState.INVALID: DependencyError.INVALID,
+    WaiterState.ABORTED: DependencyError.ABORTED,
+    WaiterState.TIMED_OUT: DependencyError.TIMED_OUT,
+    WaiterState.CYCLE: DependencyError.CYCLE,
+}
+
+# Step Functions execution status -> the payload state it means.
+STATE_OF_STATUS: dict[str, State] = {
+    "RUNNING": State.PROCESSING,
+    "SUCCEEDED": State.SUCCEEDED,
+    "FAILED": State.FAILED,
+    "TIMED_OUT": State.TIMED_OUT,
+    "ABORTED": State.ABORTED,
+}
