@@ -1,0 +1,34 @@
+"""dispatcher: DynamoDB stream records of waiters that left WAITING, turned into callbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from coordinator.dispatch import Dispatched, ResolvedWaiter, dispatch
+from coordinator.observability import logger, metrics, tracer
+from coordinator.services import services
+
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+
+
+@tracer.capture_method
+def handle(record: DynamoDBStreamRecordModel) -> str:
+    """One waiter. TTL deletions (REMOVE) and rows still WAITING or already notified are skipped."""
+    image = record.dynamodb.NewImage if record.dynamodb else None
+    if record.eventName == "REMOVE" or not isinstance(image, dict):
+        return Dispatched.SKIPPED.value
+    waiter = ResolvedWaiter.from_image(image)
+    if waiter is None:
+        return Dispatched.SKIPPED.value
+    return dispatch(services(), waiter)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

@@ -1,0 +1,40 @@
+"""process: SQS records of payloads to run, some carrying a waiting task token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from coordinator.errors import InvalidMessage
+from coordinator.messages import parse_process_message
+from coordinator.observability import logger, metrics, tracer
+from coordinator.process import process_request
+from coordinator.rejection import reject
+from coordinator.services import services
+
+processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+
+
+@tracer.capture_method
+def handle(record: SqsRecordModel) -> str:
+    """One payload. Raising fails only this record (retried); an invalid one is rejected."""
+    context = services()
+    try:
+        request = parse_process_message(record.body, max_bytes=context.settings.max_message_bytes)
+        logger.append_keys(payload_id=request.payload_id)
+        return process_request(context, request, request_id=record.messageId).value
+    except InvalidMessage as problem:
+        reject(context, record.body, problem, message_id=record.messageId)
+        return "rejected"
+    finally:
+        logger.remove_keys(["payload_id"])
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

@@ -1,0 +1,157 @@
+"""dispatcher: tell a waiting task token how its dependency ended, then let the row expire.
+
+Acts on WAITER rows that left WAITING (the stream's filter selects them; this module checks
+again, so a mis-set filter cannot make it resume a token twice or too early):
+
+- SUCCEEDED: SendTaskSuccess with `{payload_id, state, execution_arn, already_done, output |
+  output_ref}`, kept well under Step Functions' 256 KiB.
+- any other final state: SendTaskFailure with a typed `Dependency*` error and a JSON cause.
+
+A token that is closed (`TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`) is an outcome to
+record, not an error: retrying cannot help. Anything else (throttling, 5xx after the client's
+own retries) fails the record so the stream retries it. Only then is the row stamped with
+`notified_at`, `outcome` and its TTL: the audit trail never expires before the callback is
+confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from coordinator.identity import token_digest
+from coordinator.observability import logger, metrics
+from coordinator.rejection import CLOSED_TOKEN, MAX_CAUSE
+from coordinator.services import Services
+from coordinator.settle import error_cause
+from coordinator.states import FAILURE_OF, WaiterState
+from coordinator.table import WAITER_PREFIX
+
+
+class Dispatched(StrEnum):
+    RESUMED = "resumed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ResolvedWaiter:
+    """A WAITER row as the stream shows it after it left WAITING."""
+
+    payload_id: str
+    sk: str
+    task_token: str
+    waiter_state: WaiterState
+    already_done: bool = False
+    dependency_execution_arn: str | None = None
+    dependency_output: str | None = None
+    dependency_output_ref: str | None = None
+    dependency_error: str | None = None
+    dependency_cause: str | None = None
+    cause: str | None = None
+    notified_at: str | None = None
+
+    @classmethod
+    def from_image(cls, image: Mapping[str, Any]) -> ResolvedWaiter | None:
+        """The waiter in a stream NewImage, or None if the image is not one to act on."""
+        if not str(image.get("sk", "")).startswith(WAITER_PREFIX) or "task_token" not in image:
+            return None
+        state = WaiterState(image.get("waiter_state", WaiterState.WAITING))
+        if state is WaiterState.WAITING or image.get("notified_at"):
+            return None
+        optional = {name: image[name] for name in _OPTIONAL_TEXT if image.get(name) is not None}
+        return cls(
+            payload_id=str(image["payload_id"]),
+            sk=str(image["sk"]),
+            task_token=str(image["task_token"]),
+            waiter_state=state,
+            already_done=bool(image.get("already_done", False)),
+            **optional,
+        )
+
+
+_OPTIONAL_TEXT = (
+    "dependency_execution_arn",
+    "dependency_output",
+    "dependency_output_ref",
+    "dependency_error",
+    "dependency_cause",
+    "cause",
+)
+
+
+def dispatch(services: Services, waiter: ResolvedWaiter) -> str:
+    """Send the callback for one resolved waiter and record what came of it."""
+    sfn = services.stepfunctions
+    try:
+        if waiter.waiter_state is WaiterState.SUCCEEDED:
+            sfn.send_task_success(taskToken=waiter.task_token, output=json.dumps(success_output(waiter)))
+            outcome = Dispatched.RESUMED.value
+        else:
+            error = FAILURE_OF[waiter.waiter_state]
+            sfn.send_task_failure(taskToken=waiter.task_token, error=str(error), cause=failure_cause(waiter))
+            outcome = Dispatched.FAILED.value
+    except ClientError as failure:
+        code = failure.response.get("Error", {}).get("Code", "")
+        if code not in CLOSED_TOKEN:
+            raise
+        outcome = code
+    services.table.mark_notified(
+        waiter.payload_id,
+        waiter.sk,
+        outcome,
+        services.clock(),
+        retention_seconds=services.settings.retention_seconds,
+    )
+    metrics.add_metric(
+        name="CallbacksSent" if outcome in (Dispatched.RESUMED, Dispatched.FAILED) else "CallbacksFailed",
+        unit="Count",
+        value=1,
+    )
+    logger.info(
+        "callback dispatched",
+        payload_id=waiter.payload_id,
+        waiter_state=str(waiter.waiter_state),
+        outcome=outcome,
+        token_sha256=token_digest(waiter.task_token),
+    )
+    return outcome
+
+
+def success_output(waiter: ResolvedWaiter) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "payload_id": waiter.payload_id,
+        "state": str(waiter.waiter_state),
+        "execution_arn": waiter.dependency_execution_arn,
+        "already_done": waiter.already_done,
+    }
+    if waiter.dependency_output is not None:
+        try:
+            result["output"] = json.loads(waiter.dependency_output)
+        except ValueError:
+            result["output"] = waiter.dependency_output
+    elif waiter.dependency_output_ref is not None:
+        result["output_ref"] = waiter.dependency_output_ref
+    return result
+
+
+def failure_cause(waiter: ResolvedWaiter) -> str:
+    cause: dict[str, Any] = {
+        "payload_id": waiter.payload_id,
+        "state": str(waiter.waiter_state),
+        "execution_arn": waiter.dependency_execution_arn,
+    }
+    if waiter.waiter_state is WaiterState.CYCLE and waiter.cause:
+        cause.update(json.loads(waiter.cause))
+    else:
+        cause.update(error_cause(waiter.dependency_error, waiter.dependency_cause))
+    text = json.dumps(cause)
+    if len(text) > MAX_CAUSE:
+        cause["cause"] = "(truncated)"
+        text = json.dumps(cause)[:MAX_CAUSE]
+    return text

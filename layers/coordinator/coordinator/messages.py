@@ -1,0 +1,219 @@
+"""The process message: what a feeder or a waiting state machine puts on the process queue.
+
+Two shapes are accepted. The native one:
+
+    {"workflow": "ingest", "input": {...}, "id": "...", "scheduleTime": "...", "replace": false,
+     "callback": {"token": "...", "waiter": "<execution arn>", "waiter_payload_id": "...",
+                  "timeout_seconds": 3600}}
+
+and a cirrus process payload (a STAC ItemCollection with a `process` array), so cirrus feeders
+can point here unchanged. Both become a `PayloadRequest`: a payload with its deterministic id.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from coordinator.errors import InvalidMessage
+from coordinator.identity import content_payload_id, scheduled_payload_id
+
+# The reserved key of an execution's input that carries the coordinator's metadata.
+METADATA_KEY = "coordinator"
+# Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
+MAX_WAIT_SECONDS = 366 * 86_400
+
+WorkflowName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=60)]
+PayloadId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class Callback(BaseModel):
+    """A Step Functions task token waiting for the payload to reach a final state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+    waiter: str | None = Field(default=None, description="Execution ARN of the waiting workflow")
+    waiter_payload_id: PayloadId | None = None
+    timeout_seconds: int = Field(default=MAX_WAIT_SECONDS, ge=1, le=MAX_WAIT_SECONDS)
+
+
+class ProcessMessage(BaseModel):
+    """The native process message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    workflow: WorkflowName
+    input: dict[str, Any] = Field(default_factory=dict)
+    id: PayloadId | None = None
+    schedule_time: AwareDatetime | None = Field(default=None, alias="scheduleTime")
+    replace: bool = False
+    callback: Callback | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _metadata_key_is_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if METADATA_KEY in value:
+            raise ValueError(f"input.{METADATA_KEY} is reserved for the coordinator's metadata")
+        return value
+
+    def payload_id(self) -> str:
+        """Explicit id; else workflow + schedule time; else workflow + hash of the input."""
+        if self.id is not None:
+            return self.id
+        if self.schedule_time is not None:
+            return scheduled_payload_id(self.workflow, self.schedule_time)
+        return content_payload_id(self.workflow, self.input)
+
+
+class CirrusProcessDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    workflow: WorkflowName
+    collections: str | None = None
+    replace: bool = False
+
+
+class CirrusFeature(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str
+    collection: str | None = None
+
+
+class CirrusPayload(BaseModel):
+    """A cirrus process payload; only the fields that decide identity are checked."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    id: PayloadId | None = None
+    features: list[CirrusFeature] = Field(default_factory=list)
+    process: list[CirrusProcessDefinition] = Field(min_length=1)
+    callback: Callback | None = None
+
+    def payload_id(self) -> str:
+        """The id cirrus gives it: `{collections}/workflow-{name}/{item ids}`."""
+        if self.id is not None:
+            return self.id
+        if not self.features:
+            raise ValueError("a cirrus payload without `id` needs `features` to derive one")
+        step = self.process[0]
+        if step.collections is not None:
+            collections = step.collections
+        else:
+            names = sorted({f.collection for f in self.features if f.collection is not None})
+            collections = "/".join(names) if names else "none"
+        items = "/".join(sorted(f.id for f in self.features))
+        return f"{collections}/workflow-{step.workflow}/{items}"
+
+
+class PayloadRequest(BaseModel):
+    """What process acts on, whatever shape the message had."""
+
+    model_config = ConfigDict(frozen=True)
+
+    payload_id: str
+    workflow: str
+    input: dict[str, Any]
+    schedule_time: datetime | None = None
+    replace: bool = False
+    callback: Callback | None = None
+
+    def execution_input(self, attempt: int) -> str:
+        """The execution's input: the payload's input plus the coordinator's metadata.
+
+        Deterministic for a given attempt, so a redelivered message restarting the same
+        attempt passes StartExecution's same-name-same-input idempotency check.
+        """
+        metadata = {
+            "payload_id": self.payload_id,
+            "workflow": self.workflow,
+            "attempt": attempt,
+            "schedule_time": (
+                self.schedule_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if self.schedule_time
+                else None
+            ),
+        }
+        return json.dumps({**self.input, METADATA_KEY: metadata}, sort_keys=True, separators=(",", ":"))
+
+
+def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
+    """Parse an SQS body into a `PayloadRequest`, or raise `InvalidMessage` saying why.
+
+    The reason names every offending field (unknown fields included), and the task token is
+    recovered from a message that fails validation whenever it is there, so its waiter can
+    be failed at once rather than left to time out.
+    """
+    if len(body.encode()) > max_bytes:
+        raise InvalidMessage(
+            f"message is {len(body.encode())} bytes, over the limit of {max_bytes}",
+            token=_token_in(_loads_or_none(body)),
+        )
+    raw = _loads_or_none(body)
+    if not isinstance(raw, dict):
+        raise InvalidMessage("body is not a JSON object")
+    try:
+        if "process" in raw or raw.get("type") == "FeatureCollection":
+            cirrus = CirrusPayload.model_validate(raw)
+            payload = cirrus.model_dump(mode="json", exclude_none=True, exclude={"callback"})
+            payload_id = cirrus.payload_id()
+            payload["id"] = payload_id
+            step = cirrus.process[0]
+            return PayloadRequest(
+                payload_id=payload_id,
+                workflow=step.workflow,
+                input=payload,
+                replace=step.replace,
+                callback=cirrus.callback,
+            )
+        message = ProcessMessage.model_validate(raw)
+        return PayloadRequest(
+            payload_id=message.payload_id(),
+            workflow=message.workflow,
+            input=message.input,
+            schedule_time=message.schedule_time,
+            replace=message.replace,
+            callback=message.callback,
+        )
+    except ValidationError as error:
+        raise InvalidMessage(describe(error), token=_token_in(raw)) from error
+    except ValueError as error:
+        raise InvalidMessage(str(error), token=_token_in(raw)) from error
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad field: `unknown field 'wrkflow'; workflow: Field required`."""
+    parts = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "message"
+        if problem["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{where}'")
+        else:
+            parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+def _loads_or_none(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _token_in(raw: Any) -> str | None:
+    callback = raw.get("callback") if isinstance(raw, dict) else None
+    token = callback.get("token") if isinstance(callback, dict) else None
+    return token if isinstance(token, str) and token else None

@@ -1,0 +1,157 @@
+"""process: start each payload's workflow at most once per attempt, and register its waiter.
+
+Why no wake-up is lost
+----------------------
+A waiter W on payload P must end up moved to P's final state. Two actors can do it:
+
+- process (here): (1) put W's row as WAITING, (2) claim P's STATE with a conditional write
+  that hands back the row it found, (3) if that row is final, move W (only from WAITING).
+- settle (update-state): (a) write P's final state to STATE, (b) query P's waiters with a
+  strongly consistent read, (c) move each WAITING one (only from WAITING).
+
+DynamoDB orders the writes on P's items. If (2) comes after (a), process sees the final state
+and moves W itself. If (2) comes before (a), then (1) came before (a) and so before (b), and
+the consistent query (b) finds W. Either way at least one actor moves W; both may try, and the
+condition "only from WAITING" lets exactly one take effect. The dispatcher then acts on that
+single transition. The cirrus draft wrote its callback after starting the workflow and found
+it through an eventually consistent index: a fast workflow ended in between and its waiter
+hung. `tests/functional/test_interleavings.py` enumerates every interleaving of both orders.
+
+At most once per attempt: the claim writes attempt N's execution ARN before StartExecution,
+and the name is derived from (payload id, N), so every retry of that attempt asks Step
+Functions for the same name, which it starts at most once.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+from botocore.exceptions import ClientError
+
+from coordinator.cycles import find_cycle
+from coordinator.errors import InvalidMessage
+from coordinator.identity import state_machine_arn, token_key
+from coordinator.messages import PayloadRequest
+from coordinator.observability import logger, metrics
+from coordinator.services import Services
+from coordinator.settle import settle
+from coordinator.states import State, WaiterState
+from coordinator.table import Outcome, PayloadState
+
+# StartExecution answers that can never change on retry: the payload is INVALID.
+UNSTARTABLE = frozenset(
+    {"StateMachineDoesNotExist", "StateMachineDeleting", "InvalidArn", "InvalidExecutionInput"}
+)
+
+
+class Processed(StrEnum):
+    STARTED = "started"  # this message's claim started a new attempt
+    RESTARTED = "restarted"  # a claimed attempt found not yet started was started (same name)
+    IN_PROGRESS = "in_progress"  # an attempt is running; a waiter will hear from update-state
+    ALREADY_DONE = "already_done"  # final and not re-run; the waiter was resolved at once
+    CYCLE = "cycle"  # the waiter would close a cycle and was failed at once
+
+
+def process_request(services: Services, request: PayloadRequest, *, request_id: str) -> Processed:
+    table = services.table
+    config = services.settings
+    now = services.clock()
+    callback = request.callback
+    if callback is not None:
+        if callback.waiter_payload_id and (
+            cycle := find_cycle(table, callback.waiter_payload_id, request.payload_id)
+        ):
+            table.register_waiter(
+                request.payload_id,
+                callback,
+                now,
+                retention_seconds=config.retention_seconds,
+                state=WaiterState.CYCLE,
+                cause=json.dumps({"payload_id": request.payload_id, "cycle": cycle}),
+            )
+            metrics.add_metric(name="CyclesRefused", unit="Count", value=1)
+            logger.warning("cycle refused", payload_id=request.payload_id, cycle=" -> ".join(cycle))
+            return Processed.CYCLE
+        if (
+            table.register_waiter(
+                request.payload_id, callback, now, retention_seconds=config.retention_seconds
+            )
+            is None
+        ):
+            metrics.add_metric(name="WaitersRegistered", unit="Count", value=1)
+            logger.info(
+                "waiter registered",
+                payload_id=request.payload_id,
+                waiter=callback.waiter,
+                token_sk=token_key(callback.token),
+            )
+
+    claim = table.claim_payload(
+        request,
+        state_machine_arn(config.state_machine_arn_prefix, request.workflow),
+        now,
+        request_id=request_id,
+    )
+    current = claim.current
+    if claim.claimed:
+        metrics.add_metric(name="PayloadsClaimed", unit="Count", value=1)
+        start_attempt(services, current)
+        return Processed.STARTED
+    if current.state is State.CLAIMED:
+        # Claimed but maybe never started (its claimer crashed between the two calls).
+        start_attempt(services, current)
+        return Processed.RESTARTED
+    if current.state is State.PROCESSING:
+        return Processed.IN_PROGRESS
+    if callback is not None:
+        moved = table.move_waiter(
+            request.payload_id, token_key(callback.token), Outcome.of(current), now, at_once=True
+        )
+        logger.info(
+            "waiter resolved at once", payload_id=request.payload_id, state=str(current.state), moved=moved
+        )
+    return Processed.ALREADY_DONE
+
+
+def start_attempt(services: Services, claimed: PayloadState) -> None:
+    """StartExecution for the claimed attempt; same name and input as any earlier try of it.
+
+    `ExecutionAlreadyExists` means the attempt was started (by an earlier try, or it already
+    ran): success. A workflow that cannot be started at all makes the payload INVALID through
+    the settle path (so its waiters are failed) and the record is dead-lettered.
+    """
+    head, _, name = claimed.execution_arn.rpartition(":")
+    machine = head.replace(":execution:", ":stateMachine:", 1)
+    try:
+        services.stepfunctions.start_execution(
+            stateMachineArn=machine, name=name, input=claimed.input or "{}"
+        )
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "ExecutionAlreadyExists":
+            logger.info(
+                "execution already exists", payload_id=claimed.payload_id, execution_arn=claimed.execution_arn
+            )
+            return
+        if code in UNSTARTABLE:
+            message = error.response.get("Error", {}).get("Message", code)
+            settle(
+                services,
+                claimed.payload_id,
+                claimed.execution_arn,
+                State.INVALID,
+                error=code,
+                cause=message,
+            )
+            raise InvalidMessage(
+                f"workflow {claimed.workflow!r} cannot be started: {code}: {message}"
+            ) from error
+        raise
+    metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    logger.info(
+        "execution started",
+        payload_id=claimed.payload_id,
+        attempt=claimed.attempt,
+        execution_arn=claimed.execution_arn,
+    )

@@ -1,0 +1,135 @@
+"""reconcile: on a schedule, repair what a lost event or a crash left pending.
+
+Each run pages the sparse `by_pending` index (CLAIMED, PROCESSING and WAITING rows, oldest
+first, spread over shards) and acts on rows older than the lease:
+
+- CLAIMED whose execution does not exist: its claimer crashed before StartExecution; start
+  it now under the same name (at most once: Step Functions refuses a second execution).
+- CLAIMED or PROCESSING whose execution has ended: the status event was lost; settle it
+  exactly as update-state would have.
+- WAITING whose payload is already final: move the waiter on (the dispatcher does the rest).
+- anything still legitimately in progress is sent to the back of the queue (`touch_pending`).
+
+Work per run is bounded by `RECONCILE_BATCH_SIZE` rows, so a run ends inside its timeout
+however large the backlog; the next run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from coordinator.observability import logger, metrics
+from coordinator.process import start_attempt
+from coordinator.services import Services
+from coordinator.settle import settle
+from coordinator.states import STATE_OF_STATUS, State, WaiterState
+from coordinator.table import STATE_KEY, Outcome, pending_shards
+
+
+@dataclass
+class ReconcileReport:
+    examined: int = 0
+    restarted: int = 0
+    settled: int = 0
+    waiters_moved: int = 0
+    deferred: int = 0
+    oldest_waiting_seconds: float = 0.0
+    oldest_claim_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def reconcile(services: Services) -> ReconcileReport:
+    config = services.settings
+    now = services.clock()
+    lease_start = now - timedelta(seconds=config.lease_seconds)
+    shards = pending_shards()
+    per_shard = max(1, config.reconcile_batch // len(shards))
+    report = ReconcileReport()
+    for shard in shards:
+        for row in services.table.pending(shard, now, per_shard):
+            age = (now - datetime.fromisoformat(row["pending_since"])).total_seconds()
+            is_state = row["sk"] == STATE_KEY
+            if is_state:
+                report.oldest_claim_seconds = max(report.oldest_claim_seconds, age)
+            else:
+                report.oldest_waiting_seconds = max(report.oldest_waiting_seconds, age)
+            if datetime.fromisoformat(row["pending_since"]) >= lease_start:
+                break  # oldest first: the rest of this shard is within its lease
+            report.examined += 1
+            try:
+                if is_state:
+                    _repair_state(services, row, report)
+                else:
+                    _repair_waiter(services, row, report)
+            except ClientError as error:
+                # One row's trouble must not starve the others; it is retried next run.
+                report.errors.append(f"{row['payload_id']}: {error.response.get('Error', {}).get('Code')}")
+                logger.warning(
+                    "reconcile row failed", payload_id=row["payload_id"], sk=row["sk"], error=str(error)
+                )
+    metrics.add_metric(name="OldestWaitingSeconds", unit="Seconds", value=report.oldest_waiting_seconds)
+    metrics.add_metric(name="OldestClaimSeconds", unit="Seconds", value=report.oldest_claim_seconds)
+    repairs = report.restarted + report.settled + report.waiters_moved
+    if repairs:
+        metrics.add_metric(name="ReconcileRepairs", unit="Count", value=repairs)
+    logger.info(
+        "reconcile run", **{k: v for k, v in vars(report).items() if k != "errors"}, errors=len(report.errors)
+    )
+    return report
+
+
+def _repair_state(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
+    arn = row["execution_arn"]
+    payload_id = row["payload_id"]
+    try:
+        described = services.stepfunctions.describe_execution(executionArn=arn)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+            raise
+        described = None
+    if described is None:
+        current = services.table.get_state(payload_id)
+        if current is not None and current.state is State.CLAIMED and current.execution_arn == arn:
+            start_attempt(services, current)
+            report.restarted += 1
+            logger.info("claimed attempt restarted", payload_id=payload_id, execution_arn=arn)
+        return
+    state = STATE_OF_STATUS.get(described["status"])
+    if state is None or state is State.PROCESSING:
+        if row.get("state") == State.CLAIMED and state is State.PROCESSING:
+            settle(services, payload_id, arn, State.PROCESSING)
+        _defer(services, row, report)
+        return
+    settled = settle(
+        services,
+        payload_id,
+        arn,
+        state,
+        output=described.get("output"),
+        error=described.get("error"),
+        cause=described.get("cause"),
+    )
+    report.settled += 1
+    report.waiters_moved += settled.waiters_moved
+    logger.info("missed status settled", payload_id=payload_id, execution_arn=arn, state=str(state))
+
+
+def _repair_waiter(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
+    if row.get("waiter_state") != WaiterState.WAITING:
+        return
+    current = services.table.get_state(row["payload_id"])
+    if current is None or not current.state.is_final:
+        _defer(services, row, report)
+        return
+    if services.table.move_waiter(row["payload_id"], row["sk"], Outcome.of(current), services.clock()):
+        report.waiters_moved += 1
+        logger.info("waiter moved by reconcile", payload_id=row["payload_id"], state=str(current.state))
+
+
+def _defer(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
+    services.table.touch_pending(row["payload_id"], row["sk"], row["pending_since"], services.clock())
+    report.deferred += 1

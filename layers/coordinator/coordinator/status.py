@@ -1,0 +1,86 @@
+"""update-state: a Step Functions execution status change, applied to its payload.
+
+The event carries the execution's input, where the coordinator put the payload id when it
+started the execution (`input.coordinator.payload_id`). EventBridge drops an input or output
+over its size limit (`inputDetails.included == false`); the input is then read back with
+DescribeExecution, and a dropped output is passed on by reference (the execution's ARN).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from coordinator.messages import METADATA_KEY
+from coordinator.observability import logger
+from coordinator.services import Services
+from coordinator.settle import Settlement, settle
+from coordinator.states import STATE_OF_STATUS
+
+
+class Included(BaseModel):
+    included: bool = True
+
+
+class ExecutionStatusDetail(BaseModel):
+    """`detail` of "Step Functions Execution Status Change"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    execution_arn: str = Field(alias="executionArn")
+    state_machine_arn: str = Field(alias="stateMachineArn")
+    status: str
+    input: str | None = None
+    input_details: Included = Field(default_factory=Included, alias="inputDetails")
+    output: str | None = None
+    output_details: Included = Field(default_factory=Included, alias="outputDetails")
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusEvent(EventBridgeModel):
+    detail: ExecutionStatusDetail
+
+
+def apply_status_change(services: Services, detail: ExecutionStatusDetail) -> Settlement | None:
+    """Settle the payload of the execution; None when there is nothing to apply."""
+    state = STATE_OF_STATUS.get(detail.status)
+    if state is None:
+        logger.info(
+            "status without a payload state", status=detail.status, execution_arn=detail.execution_arn
+        )
+        return None
+    execution_input = detail.input
+    if execution_input is None or not detail.input_details.included:
+        described = services.stepfunctions.describe_execution(executionArn=detail.execution_arn)
+        execution_input = described.get("input")
+    payload_id = payload_id_of(execution_input)
+    if payload_id is None:
+        logger.info("execution not started by the coordinator", execution_arn=detail.execution_arn)
+        return None
+    output_dropped = detail.output is None and not detail.output_details.included
+    return settle(
+        services,
+        payload_id,
+        detail.execution_arn,
+        state,
+        output=detail.output,
+        output_ref=detail.execution_arn if output_dropped else None,
+        error=detail.error,
+        cause=detail.cause,
+    )
+
+
+def payload_id_of(execution_input: str | None) -> str | None:
+    if not execution_input:
+        return None
+    try:
+        document: Any = json.loads(execution_input)
+    except ValueError:
+        return None
+    metadata = document.get(METADATA_KEY) if isinstance(document, dict) else None
+    payload_id = metadata.get("payload_id") if isinstance(metadata, dict) else None
+    return payload_id if isinstance(payload_id, str) else None

@@ -1,0 +1,511 @@
+"""The coordinator table: one STATE row per payload, one WAITER row per waiting task token.
+
+Every write that decides something is conditional, and a failed condition returns the row as
+it was (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so no decision needs an extra read:
+
+- `register_waiter` puts WAITER#<sha256(token)> only if absent; a redelivery finds it there.
+- `claim_payload` takes STATE only if absent, or final and re-runnable (FAILED, ABORTED,
+  TIMED_OUT, or any final state with `replace`), never from CLAIMED/PROCESSING. It writes the
+  *prospective* execution ARN of the new attempt; the attempt number is the row's version.
+- `finalize_state` writes a final state only if `execution_arn` is the event's and the row is
+  still CLAIMED/PROCESSING: the fence that keeps a stale or duplicate event from regressing it.
+- `move_waiter` moves a waiter only from WAITING, so the two paths that may both try to move
+  it (process after its claim, update-state after its finalize) cannot both take effect.
+- `mark_notified` records the dispatcher's outcome once and stamps the TTL of the audit trail.
+
+Rows that still expect something (CLAIMED, PROCESSING, WAITING) carry `pending_shard` and
+`pending_since`, the keys of the sparse `by_pending` index reconcile pages through; a row
+leaves the index by removing them when it resolves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from coordinator.identity import execution_arn, execution_name, token_key
+from coordinator.messages import Callback, PayloadRequest
+from coordinator.states import ACTIVE, FINAL, RETRYABLE, State, WaiterState
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+STATE_KEY = "STATE"
+WAITER_PREFIX = "WAITER#"
+WAITER_PAGE = 100
+PENDING_SHARDS = 8
+BY_WAITER = "by_waiter"
+BY_PENDING = "by_pending"
+# Claims can race with other claims for the same payload; each lost race costs one retry.
+MAX_CLAIM_ROUNDS = 5
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def pending_shard(kind: str, payload_id: str) -> str:
+    bucket = int(hashlib.sha256(payload_id.encode()).hexdigest()[:8], 16) % PENDING_SHARDS
+    return f"{kind}#{bucket}"
+
+
+def pending_shards() -> list[str]:
+    return [f"{kind}#{bucket}" for kind in (STATE_KEY, "WAITER") for bucket in range(PENDING_SHARDS)]
+
+
+def is_condition_failure(error: ClientError) -> bool:
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+@dataclass(frozen=True)
+class PayloadState:
+    """A payload's STATE row."""
+
+    payload_id: str
+    state: State
+    attempt: int
+    execution_arn: str
+    workflow: str = ""
+    input: str | None = None
+    output: str | None = None
+    output_ref: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    claimed_by: str | None = None
+    claimed_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PayloadState:
+        return cls(
+            payload_id=row["payload_id"],
+            state=State(row["state"]),
+            attempt=int(row.get("attempt", 0)),
+            execution_arn=row.get("execution_arn", ""),
+            workflow=row.get("workflow", ""),
+            input=row.get("input"),
+            output=row.get("output"),
+            output_ref=row.get("output_ref"),
+            error=row.get("error"),
+            cause=row.get("cause"),
+            claimed_by=row.get("claimed_by"),
+            claimed_at=row.get("claimed_at"),
+            updated_at=row.get("updated_at"),
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of `claim_payload`: ours to start, or the row that stopped us."""
+
+    claimed: bool
+    current: PayloadState
+
+    @property
+    def execution_arn(self) -> str:
+        return self.current.execution_arn
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a final state means to a waiter: copied onto its row so the dispatcher needs no read."""
+
+    state: State
+    execution_arn: str
+    output: str | None = None
+    output_ref: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    @classmethod
+    def of(cls, payload: PayloadState) -> Outcome:
+        return cls(
+            state=payload.state,
+            execution_arn=payload.execution_arn,
+            output=payload.output,
+            output_ref=payload.output_ref,
+            error=payload.error,
+            cause=payload.cause,
+        )
+
+
+class PayloadTable:
+    """Access to the coordinator table, in the protocol's terms (BRIEF §3)."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    # -- waiters -----------------------------------------------------------------------------
+
+    def register_waiter(
+        self,
+        payload_id: str,
+        callback: Callback,
+        now: datetime,
+        *,
+        retention_seconds: int,
+        state: WaiterState = WaiterState.WAITING,
+        cause: str | None = None,
+    ) -> WaiterState | None:
+        """Put the WAITER row unless it is there. Returns None if put, else the row's state."""
+        row: dict[str, Any] = {
+            "payload_id": payload_id,
+            "sk": token_key(callback.token),
+            "task_token": callback.token,
+            "waiter_state": str(state),
+            "registered_at": _stamp(now),
+            # The token is dead after its timeout; the row is kept for the audit trail after.
+            "expiration_time": int(now.timestamp()) + callback.timeout_seconds + retention_seconds,
+        }
+        if callback.waiter:
+            row["waiter"] = callback.waiter
+        if callback.waiter_payload_id:
+            row["waiter_payload_id"] = callback.waiter_payload_id
+        if state is WaiterState.WAITING:
+            row["pending_shard"] = pending_shard("WAITER", payload_id)
+            row["pending_since"] = _stamp(now)
+        else:
+            row["resolved_at"] = _stamp(now)
+        if cause is not None:
+            row["cause"] = cause
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_to_item(row),
+                ConditionExpression="attribute_not_exists(sk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            old = _from_item(error.response.get("Item", {}))
+            return WaiterState(old.get("waiter_state", WaiterState.WAITING))
+        return None
+
+    def move_waiter(
+        self, payload_id: str, sk: str, outcome: Outcome, now: datetime, *, at_once: bool = False
+    ) -> bool:
+        """Move one waiter from WAITING to the payload's final state; False if it had moved."""
+        values: dict[str, Any] = {
+            ":state": str(outcome.state),
+            ":waiting": str(WaiterState.WAITING),
+            ":now": _stamp(now),
+            ":arn": outcome.execution_arn,
+            ":at_once": at_once,
+        }
+        sets = [
+            "waiter_state = :state",
+            "resolved_at = :now",
+            "dependency_execution_arn = :arn",
+            "already_done = :at_once",
+        ]
+        for name in ("output", "output_ref", "error", "cause"):
+            value = getattr(outcome, name)
+            if value is not None:
+                values[f":{name}"] = value
+                sets.append(f"dependency_{name} = :{name}")
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"payload_id": payload_id, "sk": sk}),
+                UpdateExpression=f"SET {', '.join(sets)} REMOVE pending_shard, pending_since",
+                ConditionExpression="waiter_state = :waiting",
+                ExpressionAttributeValues=_to_item(values),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def waiting_pages(self, payload_id: str) -> Iterator[list[str]]:
+        """The sort keys of a payload's WAITING waiters, a page of up to 100 rows at a time.
+
+        Strongly consistent: a waiter put before this query started is in it. That, with
+        finalize-before-query here and put-before-claim in process, is the no-lost-wake-up
+        argument (see `coordinator.process`).
+        """
+        start: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "payload_id = :p AND begins_with(sk, :w)",
+                "FilterExpression": "waiter_state = :waiting",
+                "ProjectionExpression": "sk",
+                "ExpressionAttributeValues": _to_item(
+                    {":p": payload_id, ":w": WAITER_PREFIX, ":waiting": str(WaiterState.WAITING)}
+                ),
+                "ConsistentRead": True,
+                "Limit": WAITER_PAGE,
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            page = self.client.query(**request)
+            yield [_from_item(item)["sk"] for item in page.get("Items", [])]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def mark_notified(
+        self, payload_id: str, sk: str, outcome: str, now: datetime, *, retention_seconds: int
+    ) -> bool:
+        """Record the dispatcher's outcome once and let the row expire after the retention."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"payload_id": payload_id, "sk": sk}),
+                UpdateExpression="SET notified_at = :now, outcome = :outcome, expiration_time = :ttl",
+                ConditionExpression="attribute_exists(sk) AND attribute_not_exists(notified_at)",
+                ExpressionAttributeValues=_to_item(
+                    {
+                        ":now": _stamp(now),
+                        ":outcome": outcome,
+                        ":ttl": int(now.timestamp()) + retention_seconds,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def dependencies_of(self, waiter_payload_id: str) -> list[str]:
+        """Payloads that `waiter_payload_id` currently waits on (index by_waiter)."""
+        found: list[str] = []
+        start: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": BY_WAITER,
+                "KeyConditionExpression": "waiter_payload_id = :w",
+                "FilterExpression": "waiter_state = :waiting",
+                "ExpressionAttributeValues": _to_item(
+                    {":w": waiter_payload_id, ":waiting": str(WaiterState.WAITING)}
+                ),
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            page = self.client.query(**request)
+            found.extend(_from_item(item)["payload_id"] for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return sorted(set(found))
+
+    # -- payload state -----------------------------------------------------------------------
+
+    def claim_payload(
+        self, request: PayloadRequest, state_machine: str, now: datetime, *, request_id: str
+    ) -> Claim:
+        """Claim the payload for its next attempt, writing the attempt's prospective ARN.
+
+        The first round assumes a new payload. A failed condition hands back the row; if that
+        row may be re-run, the next round claims attempt+1 conditional on the attempt and state
+        just seen (optimistic: a concurrent claimer makes the condition fail again). A message
+        never claims twice (`claimed_by`): its redelivery after its own attempt finished must
+        not start yet another attempt.
+        """
+        attempt, condition = 1, "attribute_not_exists(payload_id)"
+        expected: dict[str, Any] = {}
+        for _ in range(MAX_CLAIM_ROUNDS):
+            name = execution_name(request.payload_id, attempt)
+            arn = execution_arn(state_machine, name)
+            row = {
+                ":claimed": str(State.CLAIMED),
+                ":attempt": attempt,
+                ":arn": arn,
+                ":workflow": request.workflow,
+                ":input": request.execution_input(attempt),
+                ":by": request_id,
+                ":now": _stamp(now),
+                ":shard": pending_shard(STATE_KEY, request.payload_id),
+            }
+            sets = [
+                "#state = :claimed",
+                "attempt = :attempt",
+                "execution_arn = :arn",
+                "workflow = :workflow",
+                "#input = :input",
+                "claimed_by = :by",
+                "claimed_at = :now",
+                "updated_at = :now",
+                "pending_shard = :shard",
+                "pending_since = :now",
+            ]
+            if request.schedule_time is not None:
+                row[":schedule"] = _stamp(request.schedule_time)
+                sets.append("schedule_time = :schedule")
+            update = f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, finished_at"
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=_to_item({"payload_id": request.payload_id, "sk": STATE_KEY}),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=_names(
+                        {"#state": "state", "#input": "input", "#output": "output", "#error": "error"},
+                        update,
+                        condition,
+                    ),
+                    ExpressionAttributeValues=_to_item({**row, **expected}),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as error:
+                if not is_condition_failure(error):
+                    raise
+                current = PayloadState.from_row(_from_item(error.response["Item"]))
+                rerunnable = current.state in RETRYABLE or (request.replace and current.state in FINAL)
+                if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
+                    return Claim(claimed=False, current=current)
+                attempt = current.attempt + 1
+                condition = "attempt = :seen_attempt AND #state = :seen_state"
+                expected = {":seen_attempt": current.attempt, ":seen_state": str(current.state)}
+                continue
+            return Claim(
+                claimed=True,
+                current=PayloadState(
+                    payload_id=request.payload_id,
+                    state=State.CLAIMED,
+                    attempt=attempt,
+                    execution_arn=arn,
+                    workflow=request.workflow,
+                    input=request.execution_input(attempt),
+                    claimed_by=request_id,
+                ),
+            )
+        raise ClaimContention(request.payload_id)
+
+    def finalize_state(
+        self,
+        payload_id: str,
+        arn: str,
+        state: State,
+        now: datetime,
+        *,
+        output: str | None = None,
+        output_ref: str | None = None,
+        error: str | None = None,
+        cause: str | None = None,
+    ) -> tuple[bool, PayloadState | None]:
+        """Move STATE to `state` if `arn` is the current attempt's and the row is still active.
+
+        PROCESSING is only taken from CLAIMED (a late RUNNING event never reopens a final
+        row); a final state from CLAIMED or PROCESSING. Returns (applied, row as it now is),
+        the row being None only when there is no STATE row at all.
+        """
+        values: dict[str, Any] = {
+            ":arn": arn,
+            ":state": str(state),
+            ":now": _stamp(now),
+            ":claimed": str(State.CLAIMED),
+        }
+        if state is State.PROCESSING:
+            condition = "execution_arn = :arn AND #state = :claimed"
+            update = "SET #state = :state, started_at = :now, updated_at = :now, pending_since = :now"
+        else:
+            condition = "execution_arn = :arn AND #state IN (:claimed, :processing)"
+            values[":processing"] = str(State.PROCESSING)
+            sets = ["#state = :state", "finished_at = :now", "updated_at = :now"]
+            for name, value in (("output", output), ("output_ref", output_ref), ("error", error)):
+                if value is not None:
+                    values[f":{name}"] = value
+                    sets.append(f"#{name} = :{name}" if name != "output_ref" else "output_ref = :output_ref")
+            if cause is not None:
+                values[":cause"] = cause
+                sets.append("cause = :cause")
+            update = f"SET {', '.join(sets)} REMOVE pending_shard, pending_since"
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"payload_id": payload_id, "sk": STATE_KEY}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_names(
+                    {"#state": "state", "#output": "output", "#error": "error"}, update + condition
+                ),
+                ExpressionAttributeValues=_to_item(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as failure:
+            if not is_condition_failure(failure):
+                raise
+            old = failure.response.get("Item")
+            return False, PayloadState.from_row(_from_item(old)) if old else None
+        return True, PayloadState.from_row(_from_item(response["Attributes"]))
+
+    def get_state(self, payload_id: str) -> PayloadState | None:
+        """A strongly consistent read of STATE (reconcile and the tools; never on a hot path)."""
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key=_to_item({"payload_id": payload_id, "sk": STATE_KEY}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return PayloadState.from_row(_from_item(item)) if item else None
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def pending(self, shard: str, older_than: datetime, limit: int) -> list[dict[str, Any]]:
+        """The oldest rows of one shard of by_pending whose `pending_since` is before a time."""
+        response = self.client.query(
+            TableName=self.table_name,
+            IndexName=BY_PENDING,
+            KeyConditionExpression="pending_shard = :s AND pending_since < :t",
+            ExpressionAttributeValues=_to_item({":s": shard, ":t": _stamp(older_than)}),
+            Limit=limit,
+        )
+        return [_from_item(item) for item in response.get("Items", [])]
+
+    def touch_pending(self, payload_id: str, sk: str, seen_since: str, now: datetime) -> bool:
+        """Send a row to the back of the reconcile queue (after a check found nothing to do)."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"payload_id": payload_id, "sk": sk}),
+                UpdateExpression="SET pending_since = :now",
+                ConditionExpression="pending_since = :seen",
+                ExpressionAttributeValues=_to_item({":now": _stamp(now), ":seen": seen_since}),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+
+class ClaimContention(RuntimeError):
+    """Too many concurrent claimers of one payload; the record is retried later."""
+
+
+def _names(candidates: Mapping[str, str], *expressions: str) -> dict[str, str]:
+    """Only the placeholders an expression uses (DynamoDB rejects unused names)."""
+    text = " ".join(expressions)
+    return {placeholder: name for placeholder, name in candidates.items() if placeholder in text}
