@@ -12,7 +12,11 @@ from coordinator.dispatch import Dispatched, ResolvedWaiter, dispatch
 from coordinator.observability import logger, metrics, tracer
 from coordinator.services import services
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+# A batch whose every record failed is reported record by record like any other, so the
+# event source retries exactly those (and the response shape never depends on the count).
+processor = BatchProcessor(
+    event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel, raise_on_entire_batch_failure=False
+)
 
 
 @tracer.capture_method

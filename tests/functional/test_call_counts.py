@@ -1,0 +1,140 @@
+"""AWS calls per operation, counted with botocore's event hooks, at the protocol's minimum.
+
+| operation                         | calls                                              |
+|-----------------------------------|----------------------------------------------------|
+| new payload, no waiter            | 2: claim (UpdateItem), StartExecution              |
+| waiter on a running payload       | 2: put waiter (PutItem), claim refused (UpdateItem) |
+| waiter on a finished payload      | 3: put waiter, claim refused, move own waiter      |
+| dispatcher, per record            | 2: SendTask*, mark notified (UpdateItem)           |
+| update-state, final status        | 1 + one Query page per 100 waiters + 1 per waiter  |
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from coordinator.dispatch import ResolvedWaiter, dispatch
+from coordinator.identity import token_key
+from coordinator.messages import Callback
+from coordinator.process import process_request
+from coordinator.services import Services
+from coordinator.settle import settle
+from coordinator.states import State, WaiterState
+from coordinator.status import ExecutionStatusEvent, apply_status_change
+from tests.conftest import Workflows
+from tests.support.factories import callback, new_token, request, status_event
+
+
+class CallCounter:
+    def __init__(self, *clients: Any) -> None:
+        self.calls: Counter[str] = Counter()
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+@pytest.fixture
+def counter(services: Services) -> CallCounter:
+    return CallCounter(services.dynamodb, services.stepfunctions, services.sqs)
+
+
+def running_payload(services: Services, payload_id: str) -> str:
+    process_request(services, request(id=payload_id), request_id="producer")
+    current = services.table.get_state(payload_id)
+    assert current is not None
+    settle(services, payload_id, current.execution_arn, State.PROCESSING)
+    return current.execution_arn
+
+
+def test_new_payload_without_waiter_costs_two_calls(
+    services: Services, workflows: Workflows, counter: CallCounter
+) -> None:
+    process_request(services, request(id="new"), request_id="m1")
+
+    assert counter.calls == Counter({"UpdateItem": 1, "StartExecution": 1})
+
+
+def test_waiter_on_a_running_payload_costs_two_calls(
+    services: Services, workflows: Workflows, counter: CallCounter
+) -> None:
+    running_payload(services, "running")
+    counter.reset()
+
+    process_request(services, request(id="running", callback=callback()), request_id="m2")
+
+    assert counter.calls == Counter({"PutItem": 1, "UpdateItem": 1})
+
+
+def test_waiter_on_a_finished_payload_costs_three_calls(
+    services: Services, workflows: Workflows, counter: CallCounter
+) -> None:
+    arn = running_payload(services, "finished")
+    settle(services, "finished", arn, State.SUCCEEDED, output="{}")
+    counter.reset()
+
+    process_request(services, request(id="finished", callback=callback()), request_id="m2")
+
+    assert counter.calls == Counter({"PutItem": 1, "UpdateItem": 2})
+
+
+def test_dispatcher_costs_two_calls_per_record(services: Services) -> None:
+    services.stepfunctions = boto3.client("stepfunctions")
+    counter = CallCounter(services.dynamodb, services.stepfunctions)
+    waiters = []
+    for index in range(3):
+        token = new_token()
+        services.table.register_waiter(
+            f"p{index}",
+            Callback(token=token),
+            services.clock(),
+            retention_seconds=60,
+            state=WaiterState.FAILED,
+        )
+        waiters.append(
+            ResolvedWaiter(
+                payload_id=f"p{index}", sk=token_key(token), task_token=token, waiter_state=WaiterState.FAILED
+            )
+        )
+    counter.reset()
+
+    with Stubber(services.stepfunctions) as stubber:
+        for _ in waiters:
+            stubber.add_response("send_task_failure", {})
+        for waiter in waiters:
+            dispatch(services, waiter)
+
+    assert counter.calls == Counter({"SendTaskFailure": 3, "UpdateItem": 3})
+
+
+@pytest.mark.parametrize(("waiters", "pages"), [(0, 1), (3, 1), (250, 3)])
+def test_update_state_costs_one_write_a_page_per_hundred_waiters_and_a_write_per_waiter(
+    services: Services, workflows: Workflows, counter: CallCounter, waiters: int, pages: int
+) -> None:
+    arn = running_payload(services, "fan-out")
+    for _ in range(waiters):
+        process_request(services, request(id="fan-out", callback=callback()), request_id="waiter")
+    described = services.stepfunctions.describe_execution(executionArn=arn)
+    event = ExecutionStatusEvent.model_validate(
+        status_event(arn, "SUCCEEDED", described["input"], output="{}")
+    )
+    counter.reset()
+
+    settlement = apply_status_change(services, event.detail)
+
+    assert settlement is not None
+    assert settlement.waiters_moved == waiters
+    assert counter.calls == Counter({"UpdateItem": 1 + waiters, "Query": pages})
