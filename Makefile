@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test unit lint lint-python demo bench load clean
+.PHONY: venv test unit lint lint-python demo bench load clean build lint-template
 
 venv: $(STAMP)
 
@@ -23,12 +23,44 @@ test: lint unit
 unit: $(STAMP)
 	$(BIN)/pytest
 
-lint: lint-python
+lint: lint-python lint-template
 
 lint-python: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## build: sam build, offline but for PyPI (SAM CLI in its own .venv-sam; python3.13 from pyenv)
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
+# sam's python3.13 builder looks the interpreter up on PATH: put pyenv's 3.13 first.
+SAM_ENV := SAM_CLI_TELEMETRY=0 PATH="$(if $(wildcard $(PY313)),$(dir $(PY313)):)$$PATH"
+
+$(SAM_STAMP): tools/lint/requirements-sam.txt
+	rm -rf $(SAM_VENV)
+	$(BASE_PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r tools/lint/requirements-sam.txt
+	touch $@
+
+$(LINT_STAMP): tools/lint/requirements-lint.txt
+	rm -rf $(LINT_VENV)
+	$(BASE_PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LINT_VENV)/bin/pip install --quiet -r tools/lint/requirements-lint.txt
+	touch $@
+
+build: $(SAM_STAMP)
+	$(SAM_ENV) $(SAM_VENV)/bin/sam build
+
+## lint-template: sam validate --lint, cfn-lint (+ project rules), statelint on every ASL file, checkov
+lint-template: $(STAMP) $(SAM_STAMP) $(LINT_STAMP)
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(BIN)/cfn-lint --append-rules tools/lint/cfnlint_rules -- template.yaml
+	$(LINT_VENV)/bin/statelint --ignore=URI statemachines/*.asl.json
+	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
