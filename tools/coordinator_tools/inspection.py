@@ -1,0 +1,326 @@
+"""What the CLI asks of a coordinator: payloads, waiters, the graph between them, what is stuck,
+and what a backfill would do. Reads the table directly, in the protocol's own terms."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from coordinator.identity import scheduled_payload_id
+from coordinator.messages import METADATA_KEY, parse_process_message
+from coordinator.schedule import RangeRequest, ticks
+from coordinator.states import FINAL, RETRYABLE, State
+from coordinator.table import BY_PENDING, BY_WAITER, STATE_KEY, WAITER_PREFIX, pending_shards
+from coordinator_tools.target import ExitCode, Target
+
+_deserializer = TypeDeserializer()
+BATCH_GET = 100
+
+
+class NotFound(Exception):
+    exit_code = ExitCode.NOT_FOUND
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    values = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return {k: (int(v) if hasattr(v, "to_integral_value") else v) for k, v in values.items()}
+
+
+def console_link(region: str, execution_arn: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
+    item = (
+        target.client("dynamodb")
+        .get_item(
+            TableName=target.table_name,
+            Key={"payload_id": {"S": payload_id}, "sk": {"S": STATE_KEY}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    if not item:
+        raise NotFound(f"no payload {payload_id!r}")
+    row = _plain(item)
+    status = {
+        name: row.get(name)
+        for name in (
+            "payload_id",
+            "state",
+            "attempt",
+            "workflow",
+            "execution_arn",
+            "schedule_time",
+            "claimed_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+            "error",
+            "cause",
+            "output_ref",
+        )
+    }
+    status["console"] = (
+        console_link(target.region, row["execution_arn"]) if row.get("execution_arn") else None
+    )
+    return status
+
+
+def waiters(target: Target, payload_id: str) -> list[dict[str, Any]]:
+    rows = _query_all(
+        target,
+        KeyConditionExpression="payload_id = :p AND begins_with(sk, :w)",
+        ExpressionAttributeValues={":p": {"S": payload_id}, ":w": {"S": WAITER_PREFIX}},
+        ConsistentRead=True,
+    )
+    return [
+        {
+            "waiter": row.get("waiter"),
+            "waiter_payload_id": row.get("waiter_payload_id"),
+            "since": row.get("registered_at"),
+            "waiter_state": row.get("waiter_state"),
+            "resolved_at": row.get("resolved_at"),
+            "outcome": row.get("outcome"),
+            "notified_at": row.get("notified_at"),
+            "token_sha256": row["sk"].removeprefix(WAITER_PREFIX)[:16],
+        }
+        for row in rows
+    ]
+
+
+def _query_all(target: Target, **request: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while True:
+        page = target.client("dynamodb").query(
+            TableName=target.table_name, **request, **({"ExclusiveStartKey": start} if start else {})
+        )
+        rows.extend(_plain(item) for item in page.get("Items", []))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return rows
+
+
+@dataclass
+class Graph:
+    """Edges `dependency -> waiter` (the direction completion flows), labelled by waiter state."""
+
+    root: str
+    nodes: set[str] = field(default_factory=set)
+    edges: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def mermaid(self) -> str:
+        ids = {node: f"n{index}" for index, node in enumerate(sorted(self.nodes))}
+        lines = ["graph LR"]
+        for node, ident in ids.items():
+            shape = f'{ident}[["{node}"]]' if node == self.root else f'{ident}["{node}"]'
+            lines.append(f"    {shape}")
+        for dependency, waiter, state in sorted(self.edges):
+            lines.append(f"    {ids[dependency]} -->|{state}| {ids[waiter]}")
+        return "\n".join(lines)
+
+    def dot(self) -> str:
+        lines = ["digraph dependencies {", "    rankdir=LR;"]
+        for node in sorted(self.nodes):
+            style = ", style=bold" if node == self.root else ""
+            lines.append(f"    {json.dumps(node)} [shape=box{style}];")
+        for dependency, waiter, state in sorted(self.edges):
+            lines.append(f"    {json.dumps(dependency)} -> {json.dumps(waiter)} [label={json.dumps(state)}];")
+        lines.append("}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "nodes": sorted(self.nodes),
+            "edges": [{"dependency": d, "waiter": w, "state": s} for d, w, s in sorted(self.edges)],
+        }
+
+
+def dependency_graph(target: Target, payload_id: str, depth: int = 2) -> Graph:
+    """Payloads around `payload_id`: what it waits on and who waits on it, `depth` hops out."""
+    payload_status(target, payload_id)  # unknown ids are an error, not an empty graph
+    graph = Graph(root=payload_id, nodes={payload_id})
+    frontier = deque([(payload_id, 0)])
+    seen = {payload_id}
+    while frontier:
+        node, hops = frontier.popleft()
+        if hops >= depth:
+            continue
+        for row in waiters(target, node):  # who waits on node
+            waiter = row["waiter_payload_id"] or row["waiter"] or f"token {row['token_sha256']}"
+            graph.edges.add((node, waiter, row["waiter_state"]))
+            graph.nodes.add(waiter)
+            if row["waiter_payload_id"] and waiter not in seen:
+                seen.add(waiter)
+                frontier.append((waiter, hops + 1))
+        upstream = _query_all(
+            target,
+            IndexName=BY_WAITER,
+            KeyConditionExpression="waiter_payload_id = :w",
+            ExpressionAttributeValues={":w": {"S": node}},
+        )
+        for row in upstream:  # what node waits on
+            dependency = row["payload_id"]
+            graph.edges.add((dependency, node, row.get("waiter_state", "?")))
+            graph.nodes.add(dependency)
+            if dependency not in seen:
+                seen.add(dependency)
+                frontier.append((dependency, hops + 1))
+    return graph
+
+
+def stuck(
+    target: Target, *, claim_seconds: int, waiting_seconds: int, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """CLAIMED/PROCESSING rows past `claim_seconds` and WAITING rows past `waiting_seconds`."""
+    now = now or datetime.now(UTC)
+    found = []
+    for shard in pending_shards():
+        threshold = claim_seconds if shard.startswith(STATE_KEY) else waiting_seconds
+        older_than = (now - timedelta(seconds=threshold)).isoformat(timespec="microseconds")
+        rows = _query_all(
+            target,
+            IndexName=BY_PENDING,
+            KeyConditionExpression="pending_shard = :s AND pending_since < :t",
+            ExpressionAttributeValues={":s": {"S": shard}, ":t": {"S": older_than}},
+        )
+        for row in rows:
+            since = datetime.fromisoformat(row["pending_since"])
+            found.append(
+                {
+                    "kind": "payload" if row["sk"] == STATE_KEY else "waiter",
+                    "payload_id": row["payload_id"],
+                    "state": row.get("state") or row.get("waiter_state"),
+                    "execution_arn": row.get("execution_arn"),
+                    "since": row["pending_since"],
+                    "age_seconds": int((now - since).total_seconds()),
+                }
+            )
+    return sorted(found, key=lambda entry: entry["since"])
+
+
+class Plan:
+    START = "start"
+    SUCCEEDED = "already succeeded"
+    RERUN_FAILED = "re-run failed"
+    RERUN = "re-run (replace)"
+    IN_PROGRESS = "in progress"
+    INVALID = "invalid (resolves failed)"
+
+
+@dataclass
+class TickPlan:
+    tick: str
+    payload_id: str
+    action: str
+    state: str | None
+
+
+def backfill_plan(
+    target: Target, *, workflow: str, schedule: str, start: str, stop: str, timezone: str, policy: str
+) -> list[TickPlan]:
+    """For every tick, what a backfill with `policy` would do. Starts nothing."""
+    request = RangeRequest.from_event(
+        {"start": start, "stop": stop, "schedule": schedule, "timezone": timezone, "page_size": 1}
+    )
+    planned: list[TickPlan] = []
+    chunk: list[tuple[str, str]] = []
+    for tick in ticks(request):
+        text = tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        chunk.append((text, scheduled_payload_id(workflow, tick)))
+        if len(chunk) == BATCH_GET:
+            planned.extend(_plan_chunk(target, chunk, policy))
+            chunk = []
+    if chunk:
+        planned.extend(_plan_chunk(target, chunk, policy))
+    return planned
+
+
+def _plan_chunk(target: Target, chunk: list[tuple[str, str]], policy: str) -> list[TickPlan]:
+    states = _batch_states(target, [payload_id for _, payload_id in chunk])
+    plans = []
+    for tick, payload_id in chunk:
+        state = states.get(payload_id)
+        plans.append(TickPlan(tick, payload_id, _action(state, policy), state))
+    return plans
+
+
+def _action(state: str | None, policy: str) -> str:
+    if state is None:
+        return Plan.START
+    current = State(state)
+    if current not in FINAL:
+        return Plan.IN_PROGRESS
+    if policy == "all":
+        return Plan.RERUN
+    if current in RETRYABLE:
+        return Plan.RERUN_FAILED
+    return Plan.SUCCEEDED if current is State.SUCCEEDED else Plan.INVALID
+
+
+def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
+    keys = [{"payload_id": {"S": p}, "sk": {"S": STATE_KEY}} for p in dict.fromkeys(payload_ids)]
+    found: dict[str, str] = {}
+    request: dict[str, Any] = {
+        target.table_name: {
+            "Keys": keys,
+            "ProjectionExpression": "payload_id, #s",
+            "ExpressionAttributeNames": {"#s": "state"},
+        }
+    }
+    while request:
+        response = target.client("dynamodb").batch_get_item(RequestItems=request)
+        for item in response.get("Responses", {}).get(target.table_name, []):
+            row = _plain(item)
+            found[row["payload_id"]] = row["state"]
+        request = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def plan_totals(plans: list[TickPlan]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for plan in plans:
+        totals[plan.action] = totals.get(plan.action, 0) + 1
+    return totals
+
+
+def submission(body: dict[str, Any]) -> str:
+    """The payload id a message will have: known before it is sent (ids are deterministic)."""
+    return parse_process_message(json.dumps(body), max_bytes=1 << 20).payload_id
+
+
+def send(target: Target, body: dict[str, Any]) -> str:
+    response = target.client("sqs").send_message(
+        QueueUrl=target.output("ProcessQueueUrl"), MessageBody=json.dumps(body)
+    )
+    return str(response["MessageId"])
+
+
+def rerun_message(target: Target, payload_id: str) -> dict[str, Any]:
+    """A message re-running a payload as it was, as a new attempt (`replace`)."""
+    item = (
+        target.client("dynamodb")
+        .get_item(
+            TableName=target.table_name,
+            Key={"payload_id": {"S": payload_id}, "sk": {"S": STATE_KEY}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    if not item:
+        raise NotFound(f"no payload {payload_id!r}")
+    row = _plain(item)
+    execution_input = json.loads(row.get("input") or "{}")
+    execution_input.pop(METADATA_KEY, None)
+    return {"workflow": row["workflow"], "id": payload_id, "input": execution_input, "replace": True}
+
+
+def as_dicts(plans: list[TickPlan]) -> list[dict[str, Any]]:
+    return [asdict(plan) for plan in plans]

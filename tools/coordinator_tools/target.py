@@ -1,0 +1,119 @@
+"""Which coordinator the tools talk to: a deployed stack (by its Outputs) or the offline one.
+
+A deployed stack is found by name through CloudFormation. The offline stack writes its
+endpoint and Outputs to a small JSON file when it comes up (`local up`); `--local` reads it,
+`--endpoint-url` points the clients at any endpoint (the Outputs still come from the file or
+from CloudFormation there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+DEFAULT_STATE_FILE = Path.home() / ".cache" / "callback-coordinator" / "local.json"
+# Short timeouts and few retries: an operator waiting on a dead endpoint wants to know now.
+TOOL_CONFIG = Config(connect_timeout=3, read_timeout=20, retries={"mode": "standard", "max_attempts": 2})
+
+
+class TargetError(Exception):
+    """The coordinator could not be found or reached; `exit_code` says which."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def local_state_file() -> Path:
+    return Path(os.environ.get("COORDINATOR_LOCAL_STATE", DEFAULT_STATE_FILE))
+
+
+def write_local_state(
+    endpoint_url: str, region: str, outputs: dict[str, str], path: Path | None = None
+) -> Path:
+    """What `local up` leaves behind for the tools (no secrets: moto takes any credentials)."""
+    target = path or local_state_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        json.dumps({"endpoint_url": endpoint_url, "region": region, "outputs": outputs}, indent=2)
+    )
+    return target
+
+
+@dataclass
+class Target:
+    outputs: dict[str, str]
+    region: str
+    endpoint_url: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            extra: dict[str, Any] = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+            if self.endpoint_url:
+                # moto takes any credentials; a real endpoint uses the caller's own.
+                extra.setdefault("aws_access_key_id", os.environ.get("AWS_ACCESS_KEY_ID", "offline"))
+                extra.setdefault("aws_secret_access_key", os.environ.get("AWS_SECRET_ACCESS_KEY", "offline"))
+            self._clients[service] = boto3.client(
+                service, region_name=self.region, config=TOOL_CONFIG, **extra
+            )
+        return self._clients[service]
+
+    def output(self, name: str) -> str:
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise TargetError(f"the stack has no output {name}", ExitCode.MISSING_STACK) from None
+
+    @property
+    def table_name(self) -> str:
+        return self.output("TableName")
+
+
+class ExitCode:
+    OK = 0
+    USAGE = 2
+    NOT_FOUND = 3
+    UNREACHABLE = 4
+    MISSING_STACK = 5
+    NOT_SUCCEEDED = 6
+    TIMED_OUT = 7
+
+
+def resolve(*, stack_name: str | None, endpoint_url: str | None, local: bool, region: str | None) -> Target:
+    """The target from the options: --local, --endpoint-url, or --stack-name (CloudFormation)."""
+    if local or (endpoint_url and not stack_name):
+        path = local_state_file()
+        if not path.exists():
+            raise TargetError(
+                f"no offline stack found ({path} is missing): start one with "
+                "`python -m coordinator_tools.local up`",
+                ExitCode.MISSING_STACK,
+            )
+        state = json.loads(path.read_text())
+        return Target(
+            outputs=state["outputs"],
+            region=region or state["region"],
+            endpoint_url=endpoint_url or state["endpoint_url"],
+        )
+    if not stack_name:
+        raise TargetError(
+            "say which coordinator: --stack-name NAME, --local or --endpoint-url URL", ExitCode.USAGE
+        )
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    probe = Target(outputs={}, region=region, endpoint_url=endpoint_url)
+    try:
+        stacks = probe.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        raise TargetError(f"stack {stack_name} not found in {region}", ExitCode.MISSING_STACK) from error
+    except (EndpointConnectionError, BotoCoreError) as error:
+        raise TargetError(f"cannot reach AWS: {error}", ExitCode.UNREACHABLE) from error
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return Target(outputs=outputs, region=region, endpoint_url=endpoint_url)
