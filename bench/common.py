@@ -1,0 +1,473 @@
+"""What every benchmark shares: a fake AWS environment, the table from template.yaml, a meter
+that counts calls and capacity, sample messages and events, and the shape of a result.
+
+Machines here are noisy (two cores, other work running): every figure a benchmark reports is a
+count, or a ratio of two timings taken side by side in the same run (interleaved, median of
+several). No benchmark asserts a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+import math
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "tests" / "events"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+WORKFLOW = "ingest"
+
+# Fake credentials and a region before any client exists; Powertools without X-Ray. The same
+# variables the test suite sets (tests/conftest.py), for the same reasons (BRIEF §6).
+FAKE_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "POWERTOOLS_SERVICE_NAME": "callback-coordinator",
+    "POWERTOOLS_METRICS_NAMESPACE": "CallbackCoordinatorBench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+def fake_aws_environment() -> None:
+    os.environ.update(FAKE_ENVIRONMENT)
+
+
+fake_aws_environment()
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of docs/performance.md: what was measured, by what command, against what."""
+
+    name: str
+    command: str
+    figure: str
+    target: str
+    met: bool | None  # None: reported only, no target to meet
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """A benchmark's rows for the summary table, and its own section of detail (markdown)."""
+
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    detail: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"title": self.title, "rows": [asdict(r) for r in self.rows], "detail": self.detail}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        data = json.loads(text)
+        return cls(data["title"], [Row(**r) for r in data["rows"]], data["detail"])
+
+
+def emit(report: Report, argv: list[str]) -> None:
+    """`--json PATH` writes the report for run_all; otherwise print it for a human."""
+    if len(argv) >= 2 and argv[0] == "--json":
+        Path(argv[1]).write_text(report.to_json())
+        return
+    print(f"## {report.title}\n")
+    print(markdown_table(report.rows))
+    print()
+    print(report.detail)
+
+
+def markdown_table(rows: Iterable[Row]) -> str:
+    lines = ["| measure | command | figure | target | met |", "|---|---|---|---|---|"]
+    for row in rows:
+        met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
+        figure = row.figure + (f" ({row.note})" if row.note else "")
+        lines.append(f"| {row.name} | `{row.command}` | {figure} | {row.target} | {met} |")
+    return "\n".join(lines)
+
+
+def prose(text: str) -> str:
+    """A paragraph written across lines in the source, as one line of markdown."""
+    return " ".join(text.split())
+
+
+def table(header: list[str], body: Iterable[Iterable[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in body]
+    return "\n".join(lines)
+
+
+# -- timing --------------------------------------------------------------------------------------
+
+
+def interleaved(runs: int, **contenders: Callable[[int], float]) -> dict[str, list[float]]:
+    """Run each contender `runs` times, alternating which goes first; each returns its seconds."""
+    names = list(contenders)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for run in range(runs):
+        order = names if run % 2 == 0 else list(reversed(names))
+        for name in order:
+            samples[name].append(contenders[name](run))
+    return samples
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def stopwatch(action: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def create_table(client: Any, name: str) -> None:
+    """The coordinator table as template.yaml defines it (through the tests' template loader)."""
+    from tests.support.template import table_create_kwargs, table_ttl_specification
+
+    client.create_table(**table_create_kwargs(table_name=name))
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification=table_ttl_specification())
+
+
+def table_indexes() -> list[dict[str, Any]]:
+    """The table's GSIs from the template: name, key attribute names and projected attributes."""
+    from tests.support.template import table_create_kwargs
+
+    kwargs = table_create_kwargs(table_name="probe")
+    table_keys = [key["AttributeName"] for key in kwargs["KeySchema"]]
+    found = []
+    for index in kwargs.get("GlobalSecondaryIndexes", []):
+        keys = [key["AttributeName"] for key in index["KeySchema"]]
+        projection = index["Projection"]
+        projected = (
+            projection.get("NonKeyAttributes", []) if projection["ProjectionType"] == "INCLUDE" else []
+        )
+        found.append(
+            {
+                "name": index["IndexName"],
+                "keys": keys,
+                "attributes": sorted({*keys, *table_keys, *projected}),
+                "all": projection["ProjectionType"] == "ALL",
+            }
+        )
+    return found
+
+
+def create_workflow(stepfunctions: Any, name: str) -> str:
+    """A state machine a coordinated workflow runs as (moto records executions, runs nothing)."""
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+    response = stepfunctions.create_state_machine(
+        name=name,
+        definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/coordinator-bench-workflow",
+    )
+    return str(response["stateMachineArn"])
+
+
+# -- DynamoDB item sizes and capacity, per the pricing rules -------------------------------------
+#
+# DynamoDB Developer Guide, "DynamoDB read and write operations" and "Item sizes and formats":
+# a write unit is 1 KB of item (the larger of the item before and after), a strongly consistent
+# read unit 4 KB (eventually consistent: half), a Query sums the sizes of the items it *read*
+# (before its filter) and rounds up once, and an index whose entry appears, changes or
+# disappears costs its own write (two when its key changes: a delete and a put). A conditional
+# write whose condition fails still consumes write units for the item's size (at least one).
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(data.encode())
+    if kind == "B":
+        return len(data if isinstance(data, bytes) else base64.b64decode(data))
+    if kind == "N":
+        digits = data.lstrip("-").replace(".", "").strip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(attribute_size({kind[0]: item}) for item in data)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in data.items())
+    if kind == "L":
+        return 3 + sum(attribute_size(v) + 1 for v in data)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: Mapping[str, Any] | None) -> int:
+    if not item:
+        return 0
+    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
+
+
+def write_units(size: int) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+def read_units(size: int, *, consistent: bool) -> float:
+    units = max(1, math.ceil(size / 4096))
+    return float(units) if consistent else units / 2
+
+
+def index_entry(item: Mapping[str, Any] | None, index: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The item's entry in a sparse GSI, or None when a key attribute is missing."""
+    if not item or any(key not in item for key in index["keys"]):
+        return None
+    if index["all"]:
+        return dict(item)
+    return {name: item[name] for name in index["attributes"] if name in item}
+
+
+def index_writes(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, indexes: list[dict[str, Any]]
+) -> dict[str, int]:
+    units: dict[str, int] = {}
+    for index in indexes:
+        old, new = index_entry(before, index), index_entry(after, index)
+        if old is None and new is None:
+            continue
+        if old is None or new is None:
+            units[index["name"]] = write_units(item_size(old or new))
+        elif any(old.get(k) != new.get(k) for k in index["keys"]):
+            units[index["name"]] = write_units(item_size(old)) + write_units(item_size(new))
+        elif old != new:
+            units[index["name"]] = write_units(max(item_size(old), item_size(new)))
+    return units
+
+
+# -- the meter -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    operation: str
+    error: str | None
+    reported: float | None  # ConsumedCapacity.CapacityUnits as the service (moto) returned it
+    table_units: float  # computed from the items' sizes by the pricing rules
+    index_units: dict[str, int]
+    kind: str  # "read" or "write" or "" (not DynamoDB)
+
+    @property
+    def units(self) -> float:
+        return self.table_units + sum(self.index_units.values())
+
+
+_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+
+
+class Meter:
+    """Counts the AWS calls of the given clients and what each DynamoDB call costs.
+
+    - Asks DynamoDB for `ReturnConsumedCapacity=TOTAL` on every call that takes it (injected in
+      `before-parameter-build`) and keeps what comes back (`after-call`).
+    - Computes the units the pricing rules give from the items themselves: before a write it
+      reads the item, after it reads it again, and a Query is re-run without its filter or
+      projection to see the items it read, all through `probe`, a client without hooks, so the
+      meter never counts its own look-ups.
+    - Optionally keeps every call's parameters, for a bare script to replay them.
+    """
+
+    def __init__(self, *clients: Any, probe: Any = None, record_params: bool = False) -> None:
+        self.calls: list[Call] = []
+        self.params: list[tuple[str, str, dict[str, Any]]] = []
+        self.probe = probe
+        self.record_params = record_params
+        self.indexes = table_indexes() if probe is not None else []
+        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+        for client in clients:
+            events = client.meta.events
+            events.register("before-parameter-build.dynamodb.*", self._ask_capacity)
+            events.register("before-parameter-build.*.*", self._before)
+            events.register("after-call.*.*", self._after)
+
+    # hooks
+
+    def _ask_capacity(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ReturnConsumedCapacity" in model.input_shape.members and "ReturnConsumedCapacity" not in params:
+            params["ReturnConsumedCapacity"] = "TOTAL"
+
+    def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        if self.record_params:
+            kept = {k: v for k, v in params.items() if k != "ReturnConsumedCapacity"}
+            self.params.append((service, model.name, copy.deepcopy(kept)))
+        before = None
+        if self.probe is not None and service == "dynamodb" and model.name in _WRITES:
+            before = self._item(params["TableName"], params["Key"] if "Key" in params else self._key(params))
+        self._pending.append((model.name, copy.deepcopy(params), before))
+
+    def _after(self, model: Any, parsed: Mapping[str, Any], **_: Any) -> None:
+        if not self._pending:
+            return
+        name, params, before = self._pending.pop()
+        service = model.service_model.service_name
+        error = parsed.get("Error", {}).get("Code") if "Error" in parsed else None
+        reported = None
+        consumed = parsed.get("ConsumedCapacity")
+        if isinstance(consumed, dict) and "CapacityUnits" in consumed:
+            reported = float(consumed["CapacityUnits"])
+        table_units, index_units, kind = 0.0, {}, ""
+        if service == "dynamodb" and self.probe is not None:
+            table_units, index_units, kind = self._computed(name, params, before, error)
+        self.calls.append(Call(name, error, reported, table_units, index_units, kind))
+
+    # the pricing rules applied to the actual items
+
+    def _key(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: params["Item"][k] for k in ("payload_id", "sk")}
+
+    def _item(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        found = self.probe.get_item(TableName=table_name, Key=dict(key), ConsistentRead=True)
+        return found.get("Item")
+
+    def _computed(
+        self, name: str, params: Mapping[str, Any], before: dict[str, Any] | None, error: str | None
+    ) -> tuple[float, dict[str, int], str]:
+        consistent = bool(params.get("ConsistentRead"))
+        if name in _WRITES:
+            if error == "ConditionalCheckFailedException":
+                return float(write_units(item_size(before))), {}, "write"
+            if error:
+                return 0.0, {}, "write"
+            key = params["Key"] if "Key" in params else self._key(params)
+            after = self._item(params["TableName"], key)
+            units = write_units(max(item_size(before), item_size(after)))
+            return float(units), index_writes(before, after, self.indexes), "write"
+        if name == "GetItem":
+            item = self._item(params["TableName"], params["Key"])
+            return read_units(item_size(item), consistent=consistent), {}, "read"
+        if name == "Query":
+            read = self._query_read(params)
+            return read_units(sum(item_size(i) for i in read), consistent=consistent), {}, "read"
+        return 0.0, {}, ""
+
+    def _query_read(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The items a Query read: the same key condition, start and limit, no filter or projection."""
+        condition = params["KeyConditionExpression"]
+        values = {k: v for k, v in params.get("ExpressionAttributeValues", {}).items() if k in condition}
+        request: dict[str, Any] = {
+            "TableName": params["TableName"],
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        names = {k: v for k, v in params.get("ExpressionAttributeNames", {}).items() if k in condition}
+        if names:
+            request["ExpressionAttributeNames"] = names
+        for option in ("IndexName", "ExclusiveStartKey", "Limit", "ConsistentRead", "ScanIndexForward"):
+            if option in params:
+                request[option] = params[option]
+        return list(self.probe.query(**request).get("Items", []))
+
+    # summaries
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.params.clear()
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(call.operation for call in self.calls)
+
+    def total(self, kind: str) -> float:
+        return sum(call.units for call in self.calls if call.kind == kind)
+
+    def reported_total(self) -> float | None:
+        values = [call.reported for call in self.calls if call.reported is not None]
+        return sum(values) if values else None
+
+    def index_total(self) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for call in self.calls:
+            found.update(call.index_units)
+        return found
+
+
+def describe_counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
+
+
+# -- sample messages and events (variants of the named samples in tests/events/) -----------------
+
+_tokens = itertools.count(1)
+
+
+def new_token() -> str:
+    """A task token as opaque and long as Step Functions' own."""
+    return f"AQCEAAAAKgAAAAMAAAAAAAAAA{next(_tokens):06d}" + "x" * 200
+
+
+def process_body(payload_id: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "workflow": WORKFLOW,
+        "id": payload_id,
+        "input": {"granule": payload_id},
+        **fields,
+    }
+    if token is not None:
+        body["callback"] = {
+            "token": token,
+            "waiter": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:w:{token[-8:]}",
+        }
+    return body
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+def sqs_event(bodies: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    template = load_event("sqs_process_message")["Records"][0]
+    records = []
+    for index, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["body"] = json.dumps(body)
+        record["messageId"] = f"{prefix}-{index}"
+        records.append(record)
+    return {"Records": records}
+
+
+def stream_event(images: list[dict[str, Any]]) -> dict[str, Any]:
+    """MODIFY stream records whose NewImage are `images` (already in DynamoDB JSON)."""
+    template = load_event("dynamodb_stream_waiter_resolved")["Records"][0]
+    records = []
+    for sequence, image in enumerate(images, start=1):
+        record = copy.deepcopy(template)
+        record["dynamodb"]["SequenceNumber"] = str(sequence)
+        record["dynamodb"]["Keys"] = {k: image[k] for k in ("payload_id", "sk")}
+        record["dynamodb"]["NewImage"] = image
+        records.append(record)
+    return {"Records": records}
+
+
+@dataclass
+class FakeContext:
+    """The parts of a Lambda context Powertools reads."""
+
+    function_name: str = "coordinator-bench"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:coordinator-bench"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
