@@ -62,5 +62,14 @@ lint-template: $(STAMP) $(SAM_STAMP) $(LINT_STAMP)
 	$(LINT_VENV)/bin/statelint --ignore=URI statemachines/*.asl.json
 	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
+## demo: the coordinator at work on the offline stack (moto, no AWS account), as a timeline
+demo: $(STAMP)
+	$(BIN)/python -m coordinator_tools.local demo
+
+## local: keep the offline stack running and print its endpoint (for the AWS CLI or boto3)
+.PHONY: local
+local: $(STAMP)
+	$(BIN)/python -m coordinator_tools.local up
+
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

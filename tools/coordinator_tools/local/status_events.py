@@ -158,11 +158,8 @@ class ExecutionStatusPoller(Poller):
         sent = 0
         if execution_arn not in self.known:
             # Every execution starts RUNNING, and Step Functions says so even if it ended since.
-            self._publish(
-                status_change_event(
-                    {**execution, "status": "RUNNING"}, account=self.account, region=self.region
-                )
-            )
+            started = {**execution, "status": "RUNNING", "output": None, "error": None, "cause": None}
+            self._publish(status_change_event(started, account=self.account, region=self.region))
             self.known[execution_arn] = "RUNNING"
             sent += 1
         if execution["status"] != self.known[execution_arn]:
