@@ -72,4 +72,4 @@ local: $(STAMP)
 	$(BIN)/python -m coordinator_tools.local up
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .venv-lint .aws-sam .pytest_cache .mypy_cache .ruff_cache

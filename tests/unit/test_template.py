@@ -25,7 +25,8 @@ DISPATCHER_FILTER = {
         "NewImage": {
             "sk": {"S": [{"prefix": "WAITER#"}]},
             "waiter_state": {"S": [{"anything-but": ["WAITING"]}]},
-            "notified_at": [{"exists": False}],
+            # `exists` only applies to a leaf: the attribute's type key (notified_at is a string).
+            "notified_at": {"S": [{"exists": False}]},
         }
     }
 }
