@@ -225,12 +225,21 @@ def test_update_state_keeps_events_that_fail_after_lambda_retries() -> None:
 @pytest.mark.parametrize(
     ("function", "variables"),
     [
-        ("ProcessFunction", {"TABLE_NAME", "STATE_MACHINE_ARN_PREFIX", "DEAD_LETTER_QUEUE_URL"}),
+        (
+            "ProcessFunction",
+            {"TABLE_NAME", "STATE_MACHINE_ARN_PREFIX", "DEAD_LETTER_QUEUE_URL", "RETENTION_DAYS"},
+        ),
         ("UpdateStateFunction", {"TABLE_NAME"}),
         ("DispatcherFunction", {"TABLE_NAME", "RETENTION_DAYS"}),
         (
             "ReconcileFunction",
-            {"TABLE_NAME", "STATE_MACHINE_ARN_PREFIX", "RECONCILE_LEASE_SECONDS", "RECONCILE_BATCH_SIZE"},
+            {
+                "TABLE_NAME",
+                "STATE_MACHINE_ARN_PREFIX",
+                "RETENTION_DAYS",
+                "RECONCILE_LEASE_SECONDS",
+                "RECONCILE_BATCH_SIZE",
+            },
         ),
         ("RangeFunction", set()),
     ],
