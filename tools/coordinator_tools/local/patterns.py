@@ -50,7 +50,8 @@ def matches(pattern: dict[str, Any], event: Any) -> bool:
     for key, expected in pattern.items():
         actual = event.get(key, _MISSING)
         if isinstance(expected, dict):
-            if actual is _MISSING or not matches(expected, actual):
+            # A missing object has no leaves: only `exists: false` leaves below it can match.
+            if not matches(expected, {} if actual is _MISSING else actual):
                 return False
         elif not _leaf_matches(expected, actual):
             return False
