@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 OFFLINE_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true"}
 
 
-class _InvocationOutput(io.TextIOBase):
+class _InvocationOutput:
     """`sys.stdout`/`sys.stderr` sending what a handler prints (metrics, warnings) to the function log.
 
     Lambda captures a function's stdout and stderr into its log group; the offline equivalent is the stack's
@@ -46,7 +47,6 @@ class _InvocationOutput(io.TextIOBase):
     """
 
     def __init__(self, terminal: TextIO, log_stream: TextIO) -> None:
-        super().__init__()
         self.terminal = terminal
         self.log_stream = log_stream
         self.invoking_thread: int | None = None
@@ -59,6 +59,9 @@ class _InvocationOutput(io.TextIOBase):
     def flush(self) -> None:
         self.terminal.flush()
         self.log_stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.terminal, name)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,13 @@ class FunctionRuntime:
             errored = False
             try:
                 handler = getattr(importlib.import_module(code.module), code.attribute)
-                result = handler(event, context)
+                # Warnings a handler raises (Powertools': "no application metrics") belong in
+                # its log, as Lambda's runtime writes them there, not in the caller's output.
+                with warnings.catch_warnings(record=True) as raised:
+                    warnings.simplefilter("default")
+                    result = handler(event, context)
+                for warning in raised:
+                    self.log_stream.write(f"{warning.category.__name__}: {warning.message}\n")
                 payload = json.dumps(result, default=str)
             except Exception as error:  # noqa: BLE001 - Lambda turns any uncaught exception into a function error
                 errored = True
@@ -200,13 +209,18 @@ class FunctionRuntime:
             sys.stderr = _InvocationOutput(sys.stderr, self.log_stream)
         sys.stdout.invoking_thread = sys.stderr.invoking_thread = threading.get_ident()
 
-    def reset(self) -> None:
-        """Put back the environment the first invocation found, and drop the cached settings."""
+    def shutdown(self) -> None:
+        """The process as it was: environment, caches, stdout and stderr."""
         with self._invoke_lock:
+            self.reset()
             if isinstance(sys.stdout, _InvocationOutput) and sys.stdout.log_stream is self.log_stream:
                 sys.stdout = sys.stdout.terminal
             if isinstance(sys.stderr, _InvocationOutput) and sys.stderr.log_stream is self.log_stream:
                 sys.stderr = sys.stderr.terminal
+
+    def reset(self) -> None:
+        """Put back the environment the first invocation found, and drop the cached settings."""
+        with self._invoke_lock:
             for name, original in self._applied.items():
                 if original is None:
                     os.environ.pop(name, None)

@@ -127,6 +127,8 @@ class OfflineStack:
                 "MOTO_PORT": str(port),
             }
         )
+        # moto's backends are process-wide: a stack starts from an empty account.
+        self._post_moto("reset", {})
         self._saved_sfn_config = self._moto_config().get("stepfunctions")
         self._post_moto_config({"stepfunctions": {"execute_state_machine": True}})
         moto_patches.apply(self.runtime.route)
@@ -169,9 +171,10 @@ class OfflineStack:
         if self._server is not None:
             if self._saved_sfn_config is not None:
                 self._post_moto_config({"stepfunctions": self._saved_sfn_config})
+            self._post_moto("reset", {})
             self._server.stop()
             self._server = None
-        self.runtime.reset()
+        self.runtime.shutdown()
         for name, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -190,9 +193,12 @@ class OfflineStack:
             return dict(json.loads(response.read()))
 
     def _post_moto_config(self, config: dict[str, Any]) -> None:
+        self._post_moto("config", config)
+
+    def _post_moto(self, path: str, body: dict[str, Any]) -> None:
         request = urllib.request.Request(  # noqa: S310 - our own loopback server
-            f"{self.endpoint_url}/moto-api/config",
-            data=json.dumps(config).encode(),
+            f"{self.endpoint_url}/moto-api/{path}",
+            data=json.dumps(body).encode(),
             method="POST",
             headers={"Content-Type": "application/json"},
         )
