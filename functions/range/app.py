@@ -1,0 +1,33 @@
+"""range: one page of a schedule's ticks between two instants, for a backfill's Map state.
+
+A request that can never succeed raises InvalidSchedule, InvalidTimezone, InvalidRange or
+InvalidCursor; Lambda reports the class name as errorType, which the backfill's Catch matches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from coordinator.observability import logger, metrics, tracer
+from coordinator.schedule import RangeRequest, range_page
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = RangeRequest.from_event(event)
+    page = range_page(request)
+    logger.info(
+        "range page",
+        schedule=request.schedule,
+        timezone=request.timezone,
+        order=request.order,
+        count=page.count,
+        has_next=page.next is not None,
+    )
+    metrics.add_metric(name="RangeTicks", unit=MetricUnit.Count, value=page.count)
+    return page.model_dump()

@@ -1,0 +1,55 @@
+"""The range handler: a thin edge that returns `{times, next, count}` or raises a typed error.
+
+Lambda reports an uncaught exception's class name as errorType, so "raises InvalidSchedule"
+here is "the backfill's Catch on InvalidSchedule fires" there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from coordinator.schedule import InvalidCursor, InvalidRange, InvalidSchedule, InvalidTimezone
+from functions.range.app import lambda_handler
+
+SEED = {"start": "2022-02-15T00:00Z", "stop": "2022-02-18T00:00Z", "schedule": "0 1 * * *"}
+
+
+def test_handler_returns_times_next_and_count(context: Any) -> None:
+    assert lambda_handler(SEED, context) == {
+        "times": ["2022-02-15T01:00:00Z", "2022-02-16T01:00:00Z", "2022-02-17T01:00:00Z"],
+        "next": None,
+        "count": 3,
+    }
+
+
+def test_handler_output_is_the_next_requests_cursor(context: Any) -> None:
+    first = lambda_handler(SEED | {"page_size": 2}, context)
+    second = lambda_handler(SEED | {"page_size": 2, "cursor": first["next"]}, context)
+    assert first["times"] + second["times"] == lambda_handler(SEED, context)["times"]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "error_type"),
+    [
+        ({"schedule": "cron(0 1 * * * *)"}, InvalidSchedule),
+        ({"timezone": "Mars/Olympus_Mons"}, InvalidTimezone),
+        ({"stop": "2022-02-14T00:00Z"}, InvalidRange),
+        ({"cursor": "bm90IGEgY3Vyc29y"}, InvalidCursor),
+    ],
+)
+def test_handler_raises_the_typed_error_a_catch_matches(
+    context: Any, change: dict[str, str], error_type: type[Exception]
+) -> None:
+    with pytest.raises(error_type) as raised:
+        lambda_handler(SEED | change, context)
+    assert type(raised.value).__name__ == error_type.__name__
+
+
+def test_handler_never_lets_pydantics_validation_error_out(context: Any) -> None:
+    with pytest.raises(InvalidRange, match=r"^tick_count: ") as raised:
+        lambda_handler(SEED | {"tick_count": 3}, context)
+    assert not isinstance(raised.value, ValidationError)
