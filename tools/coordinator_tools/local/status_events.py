@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
 FINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+MACHINES_REFRESH_SECONDS = 2.0
 
 
 def status_change_event(execution: dict[str, Any], *, account: str, region: str) -> dict[str, Any]:
@@ -111,13 +113,27 @@ class ExecutionStatusPoller(Poller):
         self.known: dict[str, str] = {}  # execution ARN -> last status an event was sent for
         self.events_sent = 0
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._machine_arns: list[str] = []
+        self._machines_listed = -MACHINES_REFRESH_SECONDS
 
     def poll_once(self) -> bool:
         changes = 0
-        machines = self.stepfunctions.list_state_machines()["stateMachines"]
-        for machine in machines:
-            changes += self._poll_machine(machine["stateMachineArn"])
+        for machine_arn in self._machines():
+            changes += self._poll_machine(machine_arn)
         return changes > 0
+
+    def _machines(self) -> list[str]:
+        """Every state machine in the account; listed again only every few seconds (they rarely change)."""
+        now = time.monotonic()
+        if now - self._machines_listed > MACHINES_REFRESH_SECONDS:
+            paginator = self.stepfunctions.get_paginator("list_state_machines")
+            self._machine_arns = [
+                machine["stateMachineArn"]
+                for page in paginator.paginate()
+                for machine in page["stateMachines"]
+            ]
+            self._machines_listed = now
+        return self._machine_arns
 
     def _poll_machine(self, machine_arn: str) -> int:
         changes = 0
