@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pytest
-
 from coordinator.identity import execution_name, state_machine_arn, token_key
 from coordinator.messages import Callback
 from coordinator.process import process_request
@@ -123,10 +121,6 @@ def test_claim_whose_claimer_moved_on_is_not_restarted(
     assert workflows.executions("ingest") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile.py:68 catches only ClientError; start_attempt (reconcile.py:97) raises InvalidMessage",
-)
 def test_claim_of_a_workflow_that_cannot_start_is_settled_invalid_and_the_run_goes_on(
     services: Services, workflows: Workflows, clock: Clock
 ) -> None:
@@ -313,10 +307,6 @@ def test_one_run_examines_at_most_the_batch_and_later_runs_finish_the_rest(
     assert sum(run.restarted for run in runs) == len(payload_ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile.py:50 takes max(1, batch // 16) rows per shard: a batch under 16 is exceeded",
-)
 def test_a_batch_smaller_than_the_number_of_shards_still_bounds_a_run(
     services: Services, workflows: Workflows, clock: Clock
 ) -> None:
@@ -337,10 +327,6 @@ def ids_in_one_shard(count: int) -> list[str]:
     return [c for c in candidates if pending_shard(STATE_KEY, c) == shard][:count]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile.py:95-99 returns without deferring a non-CLAIMED row whose execution is gone",
-)
 def test_rows_reconcile_cannot_repair_do_not_starve_the_rows_behind_them(
     services: Services, workflows: Workflows, clock: Clock
 ) -> None:

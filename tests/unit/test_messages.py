@@ -317,10 +317,6 @@ def test_cirrus_callback_is_taken_out_of_the_execution_input() -> None:
     assert request.callback.token == "t"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="messages.py:171 builds the input with model_dump(exclude_none=True), dropping null members",
-)
 def test_cirrus_null_members_of_the_payload_reach_the_execution_unchanged() -> None:
     # GeoJSON requires `geometry` on a Feature and allows it to be null; STAC items use it.
     payload = cirrus_payload(features=[{"type": "Feature", "id": "i1", "geometry": None, "properties": {}}])
@@ -330,10 +326,6 @@ def test_cirrus_null_members_of_the_payload_reach_the_execution_unchanged() -> N
     assert request.input["features"][0]["geometry"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="messages.py:171 dumps the model, adding defaults (`replace: false`) the sender never wrote",
-)
 def test_cirrus_execution_input_has_no_members_the_sender_did_not_write() -> None:
     payload = {"features": [feature("i1", "c")], "process": [{"workflow": "cog"}]}
 

@@ -168,8 +168,10 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
     try:
         if "process" in raw or raw.get("type") == "FeatureCollection":
             cirrus = CirrusPayload.model_validate(raw)
-            payload = cirrus.model_dump(mode="json", exclude_none=True, exclude={"callback"})
             payload_id = cirrus.payload_id()
+            # The payload reaches its workflow as it was sent (nulls kept, no defaults added),
+            # less our callback and with the id cirrus would have given it.
+            payload = {name: value for name, value in raw.items() if name != "callback"}
             payload["id"] = payload_id
             step = cirrus.process[0]
             return PayloadRequest(

@@ -22,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from coordinator.errors import CoordinatorError
 from coordinator.observability import logger, metrics
 from coordinator.process import start_attempt
 from coordinator.services import Services
@@ -47,10 +48,17 @@ def reconcile(services: Services) -> ReconcileReport:
     now = services.clock()
     lease_start = now - timedelta(seconds=config.lease_seconds)
     shards = pending_shards()
-    per_shard = max(1, config.reconcile_batch // len(shards))
+    # Start at a different shard each minute, so a batch smaller than the shard count still
+    # reaches every shard over successive runs.
+    first = int(now.timestamp() // 60) % len(shards)
+    shards = shards[first:] + shards[:first]
+    per_shard = max(1, -(-config.reconcile_batch // len(shards)))
     report = ReconcileReport()
     for shard in shards:
-        for row in services.table.pending(shard, now, per_shard):
+        budget = config.reconcile_batch - report.examined
+        if budget <= 0:
+            break
+        for row in services.table.pending(shard, now, min(per_shard, budget)):
             age = (now - datetime.fromisoformat(row["pending_since"])).total_seconds()
             is_state = row["sk"] == STATE_KEY
             if is_state:
@@ -65,9 +73,16 @@ def reconcile(services: Services) -> ReconcileReport:
                     _repair_state(services, row, report)
                 else:
                     _repair_waiter(services, row, report)
-            except ClientError as error:
-                # One row's trouble must not starve the others; it is retried next run.
-                report.errors.append(f"{row['payload_id']}: {error.response.get('Error', {}).get('Code')}")
+            except (ClientError, CoordinatorError) as error:
+                # One row's trouble must not end the run, nor hold the head of its shard: it
+                # goes to the back and is tried again on a later run.
+                code = (
+                    error.response.get("Error", {}).get("Code")
+                    if isinstance(error, ClientError)
+                    else type(error).__name__
+                )
+                report.errors.append(f"{row['payload_id']}: {code}")
+                _defer(services, row, report)
                 logger.warning(
                     "reconcile row failed", payload_id=row["payload_id"], sk=row["sk"], error=str(error)
                 )
@@ -97,12 +112,21 @@ def _repair_state(services: Services, row: dict[str, Any], report: ReconcileRepo
             start_attempt(services, current)
             report.restarted += 1
             logger.info("claimed attempt restarted", payload_id=payload_id, execution_arn=arn)
+        else:
+            # PROCESSING with no execution (history expired, state machine deleted): nothing
+            # here can settle it; keep it visible to `coordinator stuck` but not in the way.
+            logger.warning(
+                "execution of a pending payload does not exist", payload_id=payload_id, execution_arn=arn
+            )
+        _defer(services, row, report)
         return
     state = STATE_OF_STATUS.get(described["status"])
     if state is None or state is State.PROCESSING:
         if row.get("state") == State.CLAIMED and state is State.PROCESSING:
-            settle(services, payload_id, arn, State.PROCESSING)
-        _defer(services, row, report)
+            settle(services, payload_id, arn, State.PROCESSING)  # also moves pending_since on
+            report.deferred += 1
+        else:
+            _defer(services, row, report)
         return
     settled = settle(
         services,
@@ -131,5 +155,5 @@ def _repair_waiter(services: Services, row: dict[str, Any], report: ReconcileRep
 
 
 def _defer(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
-    services.table.touch_pending(row["payload_id"], row["sk"], row["pending_since"], services.clock())
-    report.deferred += 1
+    if services.table.touch_pending(row["payload_id"], row["sk"], row["pending_since"], services.clock()):
+        report.deferred += 1
