@@ -1,0 +1,415 @@
+"""A discrete-event replay of two large loads against an account's quotas (no AWS involved).
+
+1. One payload with 100,000 waiters finishes: update-state settles it (one finalize, a page
+   of 100 rows per Query, one conditional move per waiter, all in one invocation), the stream
+   carries each moved row to the dispatcher (SendTaskSuccess, then the notified stamp).
+2. A backfill of 1,000,000 ticks: the Map state sends one process message per tick (with a
+   task token) and waits; process claims and starts the tick's workflow; its end reaches
+   update-state, the dispatcher resumes the Map iteration.
+
+The limits are token buckets and partition throughput with the numbers docs/scaling.md cites
+(Step Functions "Quotas", DynamoDB per-partition throughput, Lambda event source settings);
+call latencies are assumptions, named below. Everything the design does at a limit is
+modelled: botocore's standard-mode backoff on throttling, the update-state invocation's
+timeout and Lambda's two asynchronous retries, reconcile's bounded sweep afterwards, the
+stream's parallelization factor, Map concurrency. It reports the time to drain and which
+limit held the flow back.
+
+    .venv/bin/python -m bench.quota_simulation
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bench.common import Report, Row, emit, prose, table
+
+COMMAND = ".venv/bin/python -m bench.quota_simulation"
+
+# Quotas (us-east-1, us-west-2, eu-west-1 for Step Functions; see docs/scaling.md for sources).
+START_EXECUTION = (1_300, 300.0)  # standard workflows: bucket, refill per second
+START_EXECUTION_EXPRESS = (6_000, 6_000.0)
+SEND_TASK = (3_000, 500.0)  # SendTaskSuccess / SendTaskFailure
+STATE_TRANSITIONS = (5_000, 1_500.0)  # standard workflows
+PARTITION_WCU = 1_000.0  # per partition per second (table or GSI)
+PARTITION_RCU = 3_000.0
+INLINE_MAP_CONCURRENCY = 40
+HISTORY_EVENTS = 25_000
+
+# Assumptions (not quotas): call latency and how the template is set.
+DYNAMODB_LATENCY = 0.005
+STATES_LATENCY = 0.020
+STREAM_DELAY = 0.5  # from a write to the dispatcher seeing it
+WAITER_ROW_BYTES = 600  # measured by bench.calls_and_capacity: WAITER rows are 0.5-0.7 KB
+
+
+class TokenBucket:
+    """A bucket of `capacity` tokens refilled at `rate` per second, starting full."""
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity, self.rate = capacity, rate
+        self.tokens, self.at = capacity, 0.0
+
+    def refill(self, now: float) -> None:
+        if now > self.at:
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+
+    def ready_at(self, now: float, need: float = 1.0) -> float:
+        """The earliest time `need` tokens are there (taking them then)."""
+        self.refill(now)
+        if self.tokens >= need:
+            self.tokens -= need
+            return now
+        wait = (need - self.tokens) / self.rate
+        self.tokens = 0.0
+        self.at = now + wait
+        return now + wait
+
+
+@dataclass
+class Waits:
+    """Seconds a flow spent held back, by the limit that held it."""
+
+    seconds: Counter[str] = field(default_factory=Counter)
+
+    def add(self, name: str, seconds: float) -> None:
+        if seconds > 0:
+            self.seconds[name] += seconds
+
+    def text(self) -> str:
+        total = sum(self.seconds.values())
+        if not total:
+            return "nothing (latency-bound)"
+        return ", ".join(f"{name} {value / total:.0%}" for name, value in self.seconds.most_common(3))
+
+
+def throttled_call(
+    now: float,
+    bucket: TokenBucket,
+    latency: float,
+    waits: Waits,
+    name: str,
+    rng: random.Random,
+    need: float = 1,
+) -> float:
+    """A call that is throttled until its bucket has tokens, retried with botocore's standard
+    backoff (full jitter, base 2, at most 20 s); returns when it completes."""
+    attempt = 0
+    while True:
+        ready = bucket.ready_at(now, need)
+        if ready <= now:
+            return now + latency
+        attempt += 1
+        # The throttled call itself took a round trip, then the client sleeps.
+        backoff = rng.random() * min(20.0, 2.0**attempt)
+        waits.add(name, latency + backoff)
+        now += latency + backoff
+        bucket.refill(now)
+
+
+# -- 1. one payload, many waiters ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FanOutSetup:
+    label: str
+    waiters: int = 100_000
+    update_state_timeout: float = 30.0  # template Globals Timeout
+    async_attempts: int = 3  # Lambda's asynchronous invocation: the first and two retries
+    retry_delays: tuple[float, ...] = (60.0, 120.0)
+    move_workers: int = 1  # settle moves one waiter at a time today
+    parallelization_factor: int = 1  # DispatcherFunction's stream event source (default)
+    batch_size: int = 100
+    reconcile_every: float = 300.0
+    reconcile_rows_per_shard: int = 200 // 16  # RECONCILE_BATCH_SIZE over the 16 shards
+
+
+def simulate_fanout(setup: FanOutSetup, seed: int = 7) -> dict[str, object]:
+    rng = random.Random(seed)
+    table_wcu = TokenBucket(PARTITION_WCU, PARTITION_WCU)  # the payload's partition
+    index_wcu = TokenBucket(PARTITION_WCU, PARTITION_WCU)  # by_pending's WAITER#<bucket> entry
+    rcu = TokenBucket(PARTITION_RCU, PARTITION_RCU)
+    waits = Waits()
+    moved_at: list[float] = []
+    waiting = setup.waiters
+    now = 0.0
+    attempts_used = 0
+    page_rcu = math.ceil(100 * WAITER_ROW_BYTES / 4096)
+    for attempt in range(setup.async_attempts):
+        if not waiting:
+            break
+        attempts_used += 1
+        if attempt:
+            now += setup.retry_delays[min(attempt - 1, len(setup.retry_delays) - 1)]
+        deadline = now + setup.update_state_timeout
+        now = throttled_call(now, table_wcu, DYNAMODB_LATENCY, waits, "partition WCU", rng)
+        pages = math.ceil(setup.waiters / 100)  # resolved rows still fill pages (filter after read)
+        left_in_attempt = waiting
+        for _ in range(pages):
+            if now >= deadline:
+                break
+            now = throttled_call(now, rcu, DYNAMODB_LATENCY, waits, "partition RCU", rng, page_rcu)
+            batch = min(100, left_in_attempt) if left_in_attempt else 0
+            left_in_attempt -= batch
+            # `move_workers` moves in flight at once, each one table write and one index write.
+            workers = [now] * setup.move_workers
+            for index in range(batch):
+                slot = index % setup.move_workers
+                start = workers[slot]
+                if start >= deadline:
+                    break
+                done = throttled_call(start, table_wcu, DYNAMODB_LATENCY, waits, "partition WCU", rng)
+                index_wcu.ready_at(done)
+                workers[slot] = done
+                moved_at.append(done)
+                waiting -= 1
+            now = max(workers)
+        now = max(now, deadline) if waiting else now
+    settle_end = max(moved_at) if moved_at else now
+    # Whatever is left is moved by reconcile, a few rows per run of the one shard they share.
+    reconcile_runs = math.ceil(waiting / setup.reconcile_rows_per_shard) if waiting else 0
+    reconcile_end = now + reconcile_runs * setup.reconcile_every
+    if waiting:
+        step = setup.reconcile_every / setup.reconcile_rows_per_shard
+        moved_at += [
+            now + setup.reconcile_every * (1 + i // setup.reconcile_rows_per_shard) for i in range(waiting)
+        ]
+        waits.add("reconcile sweep", reconcile_runs * setup.reconcile_every)
+        del step
+
+    # The dispatcher: one shard (one partition), `parallelization_factor` batches at a time.
+    # Its stamps write to the same partition as settle's moves; simulated after settle, with a
+    # bucket of its own (optimistic where the two overlap: together they get 1,000 WCU/s, so
+    # at most 500 waiters/s moved and stamped).
+    table_wcu = TokenBucket(PARTITION_WCU, PARTITION_WCU)
+    send_task = TokenBucket(*SEND_TASK)
+    arrivals = sorted(t + STREAM_DELAY for t in moved_at)
+    consumers = [0.0] * setup.parallelization_factor
+    heapq.heapify(consumers)
+    notified_end = 0.0
+    for start in range(0, len(arrivals), setup.batch_size):
+        batch = arrivals[start : start + setup.batch_size]
+        free = heapq.heappop(consumers)
+        clock = max(free, batch[-1])  # a batch is handed over once its records are there
+        for _ in batch:
+            clock = throttled_call(clock, send_task, STATES_LATENCY, waits, "SendTaskSuccess rate", rng)
+            clock = throttled_call(clock, table_wcu, DYNAMODB_LATENCY, waits, "partition WCU", rng)
+        notified_end = max(notified_end, clock)
+        heapq.heappush(consumers, clock)
+    return {
+        "setup": setup,
+        "moved_by_settle": setup.waiters - waiting,
+        "attempts": attempts_used,
+        "settle_end": settle_end,
+        "all_moved": max(reconcile_end, settle_end),
+        "all_notified": notified_end,
+        "waits": waits,
+    }
+
+
+# -- 2. a backfill of a million ticks --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackfillSetup:
+    label: str
+    ticks: int = 1_000_000
+    concurrency: int = INLINE_MAP_CONCURRENCY
+    run_seconds: float = 60.0  # how long each tick's workflow runs
+    start_execution: tuple[float, float] = START_EXECUTION
+    parent_transitions: int = 4  # per iteration: enter the wait task, send, resume, end
+    child_transitions: int = 4  # a small coordinated workflow
+    already_done: bool = False  # every tick already SUCCEEDED: no StartExecution, resolved at once
+    dt: float = 0.25
+
+
+def simulate_backfill(setup: BackfillSetup) -> dict[str, object]:
+    start_bucket = TokenBucket(*setup.start_execution)
+    transitions = TokenBucket(*STATE_TRANSITIONS)
+    send_task = TokenBucket(*SEND_TASK)
+    held: Counter[str] = Counter()
+    running: list[tuple[float, int]] = []  # (finishes at, how many)
+    in_flight = 0
+    started = finished = 0
+    now = 0.0
+    run = 0.0 if setup.already_done else setup.run_seconds
+    per_tick_transitions = setup.parent_transitions + (0 if setup.already_done else setup.child_transitions)
+    while finished < setup.ticks:
+        now += setup.dt
+        for bucket in (start_bucket, transitions, send_task):
+            bucket.refill(now)
+        # Resume the iterations whose workflow ended, as SendTaskSuccess tokens allow.
+        due = 0
+        while running and running[0][0] <= now:
+            due += heapq.heappop(running)[1]
+        resumable = min(due, int(send_task.tokens))
+        if resumable < due:
+            held["SendTaskSuccess rate"] += setup.dt
+            heapq.heappush(running, (now + setup.dt, due - resumable))
+        send_task.tokens -= resumable
+        finished += resumable
+        in_flight -= resumable
+        # Start new iterations as Map concurrency, StartExecution and state transitions allow.
+        want = min(setup.concurrency - in_flight, setup.ticks - started)
+        if want <= 0:
+            held["Map concurrency"] += setup.dt if started < setup.ticks else 0
+            continue
+        can = want
+        limits = {"state transitions": int(transitions.tokens // per_tick_transitions)}
+        if not setup.already_done:
+            limits["StartExecution rate"] = int(start_bucket.tokens)
+        for name, limit in limits.items():
+            if limit < can:
+                can = limit
+                held[name] += setup.dt
+        if can == want and want < setup.ticks - started:
+            held["Map concurrency"] += setup.dt
+        if can <= 0:
+            continue
+        if not setup.already_done:
+            start_bucket.tokens -= can
+        transitions.tokens -= can * per_tick_transitions
+        started += can
+        in_flight += can
+        heapq.heappush(running, (now + run + STATES_LATENCY * 3, can))
+    executions = math.ceil(setup.ticks / max(1, HISTORY_EVENTS // 8)) if setup.concurrency <= 40 else 1
+    return {"setup": setup, "seconds": now, "held": held, "executions": executions}
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7_200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3_600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+def held_text(held: Counter[str], total: float) -> str:
+    if not held:
+        return "-"
+    return ", ".join(f"{name} {value / total:.0%} of the time" for name, value in held.most_common(2))
+
+
+FANOUTS = [
+    FanOutSetup("as deployed (30 s update-state, one move at a time, PF 1)"),
+    FanOutSetup("update-state timeout 900 s", update_state_timeout=900.0),
+    FanOutSetup("900 s + PF 10", update_state_timeout=900.0, parallelization_factor=10),
+    FanOutSetup(
+        "900 s + 16 concurrent moves + PF 10 (a code change)",
+        update_state_timeout=900.0,
+        move_workers=16,
+        parallelization_factor=10,
+    ),
+]
+
+BACKFILLS = [
+    BackfillSetup("inline Map, MaxConcurrency 40"),
+    BackfillSetup("Distributed Map, MaxConcurrency 1,000", concurrency=1_000),
+    BackfillSetup("Distributed Map, MaxConcurrency 10,000", concurrency=10_000),
+    BackfillSetup("Distributed Map 10,000, ticks already done", concurrency=10_000, already_done=True),
+]
+
+
+def main(argv: list[str]) -> Report:
+    fan = [simulate_fanout(setup) for setup in FANOUTS]
+    fills = [simulate_backfill(setup) for setup in BACKFILLS]
+    fan_body = [
+        [
+            r["setup"].label,  # type: ignore[attr-defined]
+            f"{r['moved_by_settle']:,}",
+            r["attempts"],
+            duration(float(r["all_moved"])),  # type: ignore[arg-type]
+            duration(float(r["all_notified"])),  # type: ignore[arg-type]
+            r["waits"].text(),  # type: ignore[attr-defined]
+        ]
+        for r in fan
+    ]
+    fill_body = [
+        [
+            r["setup"].label,  # type: ignore[attr-defined]
+            duration(float(r["seconds"])),  # type: ignore[arg-type]
+            f"{1_000_000 / float(r['seconds']):.0f}",  # type: ignore[arg-type]
+            held_text(r["held"], float(r["seconds"])),  # type: ignore[arg-type]
+        ]
+        for r in fills
+    ]
+    deployed, best = fan[0], fan[-1]
+    report = Report("Quota simulation")
+    report.rows.append(
+        Row(
+            "100,000 waiters on one payload: all resumed (as deployed)",
+            COMMAND,
+            duration(float(deployed["all_notified"])),  # type: ignore[arg-type]
+            "reported (see docs/scaling.md)",
+            None,
+            note=f"settle moves {deployed['moved_by_settle']:,} before its retries end; reconcile the rest",
+        )
+    )
+    report.rows.append(
+        Row(
+            "100,000 waiters: all resumed (900 s, 16 concurrent moves, PF 10)",
+            COMMAND,
+            duration(float(best["all_notified"])),  # type: ignore[arg-type]
+            "reported",
+            None,
+            note=f"held back by {best['waits'].text()}",  # type: ignore[attr-defined]
+        )
+    )
+    for r in fills[:3]:
+        report.rows.append(
+            Row(
+                f"1,000,000-tick backfill, {r['setup'].label}",  # type: ignore[attr-defined]
+                COMMAND,
+                duration(float(r["seconds"])),  # type: ignore[arg-type]
+                "reported",
+                None,
+                note=held_text(r["held"], float(r["seconds"])),  # type: ignore[arg-type]
+            )
+        )
+    report.detail = "\n\n".join(
+        [
+            prose(
+                f"""Assumed latencies: DynamoDB {DYNAMODB_LATENCY * 1000:.0f} ms, Step Functions
+                API {STATES_LATENCY * 1000:.0f} ms, stream delivery {STREAM_DELAY} s; WAITER rows
+                of {WAITER_ROW_BYTES} bytes; the workflow of a tick runs 60 s. Quotas: StartExecution
+                {START_EXECUTION[0]:,} + {START_EXECUTION[1]:.0f}/s, SendTask* {SEND_TASK[0]:,} +
+                {SEND_TASK[1]:.0f}/s, state transitions {STATE_TRANSITIONS[0]:,} +
+                {STATE_TRANSITIONS[1]:,.0f}/s, {PARTITION_WCU:,.0f} WCU and {PARTITION_RCU:,.0f} RCU
+                per partition, inline Map {INLINE_MAP_CONCURRENCY} iterations."""
+            ),
+            "**One payload, 100,000 waiters**",
+            table(
+                [
+                    "setup",
+                    "moved by settle",
+                    "update-state attempts",
+                    "all moved",
+                    "all resumed",
+                    "held back by",
+                ],
+                fan_body,
+            ),
+            "**A backfill of 1,000,000 ticks**",
+            table(["setup", "drained in", "ticks/s", "held back by"], fill_body),
+            prose(
+                f"""An inline Map keeps every iteration's events in the parent's history (at most
+                {HISTORY_EVENTS:,} events, about 8 per iteration): a million ticks need the
+                backfill to continue as a new execution every ~3,000 ticks (about
+                {math.ceil(1_000_000 / (HISTORY_EVENTS // 8))} executions), or a Distributed Map,
+                whose iterations are child executions with their own histories."""
+            ),
+        ]
+    )
+    return report
+
+
+if __name__ == "__main__":
+    emit(main(sys.argv[1:]), sys.argv[1:])
