@@ -71,5 +71,9 @@ demo: $(STAMP)
 local: $(STAMP)
 	$(BIN)/python -m coordinator_tools.local up
 
+## bench: run bench/ and write docs/performance.md (counts and side-by-side ratios; ~10 minutes)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
 clean:
 	rm -rf $(VENV) .venv-sam .venv-lint .aws-sam .pytest_cache .mypy_cache .ruff_cache
