@@ -104,6 +104,13 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
         return Processed.RESTARTED
     if current.state is State.PROCESSING:
         return Processed.IN_PROGRESS
+    if current.state is State.INVALID and current.claimed_by == request_id:
+        # Our own claim ended INVALID and we died before finishing: settle again (moves any
+        # waiter the crash left WAITING), then dead-letter the record as the first try would.
+        settle(services, request.payload_id, current.execution_arn, State.INVALID)
+        raise InvalidMessage(
+            f"workflow {current.workflow!r} cannot be started: {current.error}: {current.cause}"
+        )
     if callback is not None:
         moved = table.move_waiter(
             request.payload_id, token_key(callback.token), Outcome.of(current), now, at_once=True
