@@ -126,6 +126,7 @@ class FunctionRuntime:
         self._invoke_lock = threading.RLock()
         self._current: str | None = None
         self._applied: dict[str, str | None] = {}
+        self._log_handlers: list[tuple[logging.StreamHandler[Any], Any]] = []  # with their old streams
         for path in (root / "layers" / "coordinator", root):
             if str(path) not in sys.path:
                 sys.path.insert(0, str(path))
@@ -217,6 +218,10 @@ class FunctionRuntime:
                 sys.stdout = sys.stdout.terminal
             if isinstance(sys.stderr, _InvocationOutput) and sys.stderr.log_stream is self.log_stream:
                 sys.stderr = sys.stderr.terminal
+            while self._log_handlers:
+                handler, original = self._log_handlers.pop()
+                if original is not None and handler.stream is self.log_stream:
+                    handler.setStream(original)
 
     def reset(self) -> None:
         """Put back the environment the first invocation found, and drop the cached settings."""
@@ -244,4 +249,4 @@ class FunctionRuntime:
 
         for handler in function_logger.handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is not self.log_stream:
-                handler.setStream(self.log_stream)
+                self._log_handlers.append((handler, handler.setStream(self.log_stream)))
