@@ -186,3 +186,19 @@ def test_handler_parses_the_eventbridge_event(
 
 def test_settle_of_unknown_payload_reports_it(services: Services) -> None:
     assert settle(services, "nobody", "arn:x", State.SUCCEEDED).settled is Settled.UNKNOWN
+
+
+def test_running_and_failed_events_with_null_details_are_applied(
+    services: Services, workflows: Workflows
+) -> None:
+    arn, execution_input = started(services, "p-null")
+    running = status_event(arn, "RUNNING", execution_input, outputDetails=None)
+    failed = status_event(arn, "FAILED", execution_input, outputDetails=None, error="Boom", cause="why")
+
+    apply(services, running)
+    settlement = apply(services, failed)
+
+    assert settlement.settled is Settled.APPLIED
+    current = services.table.get_state("p-null")
+    assert current is not None
+    assert (current.state, current.output_ref) == (State.FAILED, None)

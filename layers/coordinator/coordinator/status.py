@@ -34,9 +34,10 @@ class ExecutionStatusDetail(BaseModel):
     state_machine_arn: str = Field(alias="stateMachineArn")
     status: str
     input: str | None = None
-    input_details: Included = Field(default_factory=Included, alias="inputDetails")
+    # Step Functions sends `null` details on events without that part (RUNNING has no output).
+    input_details: Included | None = Field(default=None, alias="inputDetails")
     output: str | None = None
-    output_details: Included = Field(default_factory=Included, alias="outputDetails")
+    output_details: Included | None = Field(default=None, alias="outputDetails")
     error: str | None = None
     cause: str | None = None
 
@@ -54,14 +55,16 @@ def apply_status_change(services: Services, detail: ExecutionStatusDetail) -> Se
         )
         return None
     execution_input = detail.input
-    if execution_input is None or not detail.input_details.included:
+    if execution_input is None or (detail.input_details is not None and not detail.input_details.included):
         described = services.stepfunctions.describe_execution(executionArn=detail.execution_arn)
         execution_input = described.get("input")
     payload_id = payload_id_of(execution_input)
     if payload_id is None:
         logger.info("execution not started by the coordinator", execution_arn=detail.execution_arn)
         return None
-    output_dropped = detail.output is None and not detail.output_details.included
+    output_dropped = (
+        detail.output is None and detail.output_details is not None and not detail.output_details.included
+    )
     return settle(
         services,
         payload_id,

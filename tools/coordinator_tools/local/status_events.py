@@ -62,17 +62,7 @@ def status_change_event(execution: dict[str, Any], *, account: str, region: str)
             "cause": execution.get("cause"),
         },
     }
-    if OMIT_NULL_OUTPUT_DETAILS and output is None:
-        del event["detail"]["outputDetails"]
     return event
-
-
-# Step Functions sends `"outputDetails": null` with every event that has no output (RUNNING,
-# FAILED, TIMED_OUT, ABORTED). update-state's model (`coordinator/status.py`,
-# `ExecutionStatusDetail.output_details: Included`) rejects an explicit null, so each such event
-# would fail validation and go to the dead-letter queue. Until that model accepts None, the
-# offline events leave the key out instead (the model's default then applies).
-OMIT_NULL_OUTPUT_DETAILS = True
 
 
 def _epoch_millis(moment: datetime) -> int:
