@@ -156,9 +156,12 @@ def submit(
         out.file.flush()
     message_id = inspection.send(target, body)
     result: dict[str, Any] = {"payload_id": identity, "message_id": message_id}
+    if not options.json:
+        out.print(f"sent as message {message_id}")
     if wait:
         result["status"] = follow(target, identity, timeout, quiet=options.json)
-    emit(options, result, lambda: out.print(f"sent as message {message_id}"))
+    if options.json:
+        emit(options, result, lambda: None)
     if wait and result["status"]["state"] != "SUCCEEDED":
         raise typer.Exit(ExitCode.NOT_SUCCEEDED)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from coordinator_tools.local import demo
 from coordinator_tools.local.stack import Intervals, OfflineStack
+from coordinator_tools.target import write_local_state
 
 
 def _parameters(pairs: list[str]) -> dict[str, str]:
@@ -60,11 +61,15 @@ def up(arguments: argparse.Namespace) -> int:
             f"--table-name {stack.outputs['TableName']} "
             '--key \'{"payload_id": {"S": "hello"}, "sk": {"S": "STATE"}}\''
         )
+        state_file = write_local_state(stack.endpoint_url, stack.region, dict(stack.outputs))
+        print(f"  coordinator --local status hello      (the CLI finds this stack through {state_file})")
         print("(any access key works; Ctrl-C stops the stack)", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print("stopping")
+        finally:
+            state_file.unlink(missing_ok=True)
     return 0
 
 
