@@ -13,6 +13,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+# The reserved key of an execution's input that carries the coordinator's metadata
+# (payload id, attempt...): update-state reads the payload id back from it.
+METADATA_KEY = "coordinator"
+
 # Step Functions names: 1-80 characters; this subset is valid everywhere (ARNs, CloudWatch, URLs).
 EXECUTION_NAME_MAX = 80
 _NOT_NAME_CHARACTER = re.compile(r"[^A-Za-z0-9_-]+")

@@ -27,10 +27,8 @@ from pydantic import (
 )
 
 from coordinator.errors import InvalidMessage
-from coordinator.identity import content_payload_id, scheduled_payload_id
+from coordinator.identity import METADATA_KEY, content_payload_id, scheduled_payload_id
 
-# The reserved key of an execution's input that carries the coordinator's metadata.
-METADATA_KEY = "coordinator"
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
 

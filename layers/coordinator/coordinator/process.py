@@ -26,18 +26,21 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from coordinator.cycles import find_cycle
 from coordinator.errors import InvalidMessage
 from coordinator.identity import state_machine_arn, token_key
-from coordinator.messages import PayloadRequest
 from coordinator.observability import logger, metrics
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import Outcome, PayloadState
+
+if TYPE_CHECKING:
+    from coordinator.messages import PayloadRequest
 
 # StartExecution answers that can never change on retry: the payload is INVALID.
 UNSTARTABLE = frozenset(

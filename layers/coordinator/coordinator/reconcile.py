@@ -47,11 +47,7 @@ def reconcile(services: Services) -> ReconcileReport:
     config = services.settings
     now = services.clock()
     lease_start = now - timedelta(seconds=config.lease_seconds)
-    shards = pending_shards()
-    # Start at a different shard each minute, so a batch smaller than the shard count still
-    # reaches every shard over successive runs.
-    first = int(now.timestamp() // 60) % len(shards)
-    shards = shards[first:] + shards[:first]
+    shards = _shard_order(now)
     per_shard = max(1, -(-config.reconcile_batch // len(shards)))
     report = ReconcileReport()
     for shard in shards:
@@ -97,6 +93,20 @@ def reconcile(services: Services) -> ReconcileReport:
     return report
 
 
+def _shard_order(now: datetime) -> list[str]:
+    """Payload shards first (settling a payload moves its waiters, so waiter rows behind it
+    need no work of their own), then waiter shards; each kind starts at a shard that rotates
+    every minute, so a batch smaller than the shard count still reaches every shard in turn.
+    """
+    shards = pending_shards()
+    kinds = [
+        [s for s in shards if s.startswith(STATE_KEY)],
+        [s for s in shards if not s.startswith(STATE_KEY)],
+    ]
+    first = int(now.timestamp() // 60)
+    return [shard for kind in kinds for shard in kind[first % len(kind) :] + kind[: first % len(kind)]]
+
+
 def _repair_state(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
     arn = row["execution_arn"]
     payload_id = row["payload_id"]
@@ -112,6 +122,7 @@ def _repair_state(services: Services, row: dict[str, Any], report: ReconcileRepo
             start_attempt(services, current)
             report.restarted += 1
             logger.info("claimed attempt restarted", payload_id=payload_id, execution_arn=arn)
+            return  # its RUNNING event (or the next run, seeing it RUNNING) moves the row on
         else:
             # PROCESSING with no execution (history expired, state machine deleted): nothing
             # here can settle it; keep it visible to `coordinator stuck` but not in the way.

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from coordinator.messages import METADATA_KEY
+from coordinator.identity import METADATA_KEY
 from coordinator.observability import logger
 from coordinator.services import Services
 from coordinator.settle import Settlement, settle

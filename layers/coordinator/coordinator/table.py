@@ -31,11 +31,12 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from coordinator.identity import execution_arn, execution_name, token_key
-from coordinator.messages import Callback, PayloadRequest
 from coordinator.states import ACTIVE, FINAL, RETRYABLE, State, WaiterState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from coordinator.messages import Callback, PayloadRequest
 else:
     DynamoDBClient = Any
 
