@@ -1,0 +1,98 @@
+"""The coordinator CLI against the offline stack: the commands that need the whole system
+running (a payload followed to its final state, a backfill run to its summary)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from coordinator_tools.cli import app
+from coordinator_tools.local import OfflineStack
+from coordinator_tools.target import ExitCode, write_local_state
+
+
+@pytest.fixture
+def cli(stack: OfflineStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    state_file = write_local_state(
+        stack.endpoint_url, stack.region, dict(stack.outputs), tmp_path / "local.json"
+    )
+    monkeypatch.setenv("COORDINATOR_LOCAL_STATE", str(state_file))
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(app, ["--local", "--json", *args])
+
+    return invoke
+
+
+def test_submit_wait_follows_a_payload_to_success(cli: Any) -> None:
+    result = cli("submit", "example-target", "--id", "cli-ok", "--wait", "--timeout", "60")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["payload_id"] == "cli-ok"
+    assert document["status"]["state"] == "SUCCEEDED"
+
+
+def test_submit_wait_of_a_failing_payload_exits_not_succeeded(cli: Any) -> None:
+    result = cli(
+        "submit",
+        "example-target",
+        "--id",
+        "cli-fails",
+        "--input",
+        '{"fail": true}',
+        "--wait",
+        "--timeout",
+        "60",
+    )
+
+    assert result.exit_code == ExitCode.NOT_SUCCEEDED
+    assert json.loads(result.output)["status"]["state"] == "FAILED"
+
+
+def test_rerun_runs_a_succeeded_payload_again_as_attempt_two(cli: Any) -> None:
+    assert cli("submit", "example-target", "--id", "cli-again", "--wait", "--timeout", "60").exit_code == 0
+
+    assert cli("rerun", "cli-again").exit_code == 0
+
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = json.loads(cli("status", "cli-again").output)
+        if status["attempt"] == 2 and status["state"] == "SUCCEEDED":
+            break
+        time.sleep(0.2)
+    assert (status["attempt"], status["state"]) == (2, "SUCCEEDED")
+
+
+def test_backfill_run_reports_its_summary_and_a_second_run_starts_nothing(cli: Any) -> None:
+    window = [
+        "--schedule",
+        "cron(0 1 * * ? *)",
+        "--start",
+        "2023-03-01T00:00:00Z",
+        "--stop",
+        "2023-03-03T00:00:00Z",
+        "--timeout",
+        "120",
+    ]
+
+    first = cli("backfill", "run", "example-target", *window)
+    plan = cli("backfill", "plan", "example-target", *window[:-2])
+    second = cli("backfill", "run", "example-target", *window)
+
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["summary"] == {"ticks": 2, "succeeded": 2, "failed": 0, "already_done": 0}
+    assert json.loads(plan.output)["totals"] == {"already succeeded": 2}
+    assert json.loads(second.output)["summary"] == {
+        "ticks": 2,
+        "succeeded": 0,
+        "failed": 0,
+        "already_done": 2,
+    }
