@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from coordinator.identity import token_key
 from coordinator.process import Processed, process_request
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from tests.conftest import Workflows
-from tests.support.factories import new_token, request
+from tests.support.factories import new_token, request, waiter_row
 
 
 def wait(services: Services, waiter: str, dependency: str) -> tuple[Processed, str]:
@@ -23,15 +21,6 @@ def wait(services: Services, waiter: str, dependency: str) -> tuple[Processed, s
         request_id=f"{waiter}-waits-on-{dependency}",
     )
     return outcome, token
-
-
-def waiter_row(services: Services, payload_id: str, token: str) -> dict[str, Any]:
-    item = services.dynamodb.get_item(
-        TableName=services.settings.table_name,
-        Key={"payload_id": {"S": payload_id}, "sk": {"S": token_key(token)}},
-        ConsistentRead=True,
-    )["Item"]
-    return {name: next(iter(value.values())) for name, value in item.items()}
 
 
 def started(workflows: Workflows) -> list[str]:

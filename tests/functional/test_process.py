@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from coordinator.errors import InvalidMessage
-from coordinator.identity import execution_name, token_key
+from coordinator.identity import execution_name
 from coordinator.process import Processed, process_request
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from tests.conftest import Workflows
-from tests.support.factories import callback, request
-
-
-def waiter_row(services: Services, payload_id: str, token: str) -> dict[str, Any]:
-    item = services.dynamodb.get_item(
-        TableName=services.settings.table_name,
-        Key={"payload_id": {"S": payload_id}, "sk": {"S": token_key(token)}},
-        ConsistentRead=True,
-    )["Item"]
-    return {name: next(iter(value.values())) for name, value in item.items()}
+from tests.support.factories import callback, request, waiter_row
 
 
 def test_new_payload_is_claimed_and_started_under_its_deterministic_name(

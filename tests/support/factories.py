@@ -9,6 +9,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
+from coordinator.identity import token_key
 from coordinator.messages import PayloadRequest, parse_process_message
 from tests.conftest import load_event
 
@@ -80,3 +81,13 @@ def stream_event(*images: dict[str, Any], event_name: str = "MODIFY") -> dict[st
             record["dynamodb"]["NewImage"] = serialized
         records.append(record)
     return {"Records": records}
+
+
+def waiter_row(services: Any, payload_id: str, token: str) -> dict[str, Any]:
+    """A WAITER row as plain values (strongly consistent read)."""
+    item = services.dynamodb.get_item(
+        TableName=services.settings.table_name,
+        Key={"payload_id": {"S": payload_id}, "sk": {"S": token_key(token)}},
+        ConsistentRead=True,
+    )["Item"]
+    return {name: next(iter(value.values())) for name, value in item.items()}

@@ -35,7 +35,8 @@ def console_link(region: str, execution_arn: str) -> str:
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
-def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
+def _state_row(target: Target, payload_id: str) -> dict[str, Any]:
+    """The payload's STATE row, read consistently; an unknown id is `NotFound`."""
     item = (
         target.client("dynamodb")
         .get_item(
@@ -47,7 +48,11 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
     )
     if not item:
         raise NotFound(f"no payload {payload_id!r}")
-    row = _plain(item)
+    return _plain(item)
+
+
+def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
+    row = _state_row(target, payload_id)
     status = {
         name: row.get(name)
         for name in (
@@ -305,18 +310,7 @@ def send(target: Target, body: dict[str, Any]) -> str:
 
 def rerun_message(target: Target, payload_id: str) -> dict[str, Any]:
     """A message re-running a payload as it was, as a new attempt (`replace`)."""
-    item = (
-        target.client("dynamodb")
-        .get_item(
-            TableName=target.table_name,
-            Key={"payload_id": {"S": payload_id}, "sk": {"S": STATE_KEY}},
-            ConsistentRead=True,
-        )
-        .get("Item")
-    )
-    if not item:
-        raise NotFound(f"no payload {payload_id!r}")
-    row = _plain(item)
+    row = _state_row(target, payload_id)
     execution_input = json.loads(row.get("input") or "{}")
     execution_input.pop(METADATA_KEY, None)
     return {"workflow": row["workflow"], "id": payload_id, "input": execution_input, "replace": True}
