@@ -1,0 +1,97 @@
+"""Each function's role allows exactly the actions it needs: no extra, no wildcard.
+
+The lists say why each action is there. An action added to the code without its policy, or to
+a policy without a use, fails here (and in AWS the first would fail at run time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.template import resources
+
+# What every function needs to run: its own log group (X-Ray comes from the shared tracing policy).
+RUNTIME = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+NEEDED: dict[str, set[str]] = {
+    "ProcessFunctionRole": RUNTIME
+    | {
+        "dynamodb:PutItem",  # register_waiter
+        "dynamodb:UpdateItem",  # claim_payload, move_waiter, settle (INVALID)
+        "dynamodb:Query",  # cycle walk on by_waiter, settle's waiter query
+        "states:StartExecution",  # start_attempt
+        "states:SendTaskFailure",  # reject: fail the waiter of an unfixable message
+        "sqs:SendMessage",  # reject: the record to the process DLQ with its reason
+        "sqs:ReceiveMessage",  # the SQS event source mapping polls as the function
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    },
+    "UpdateStateFunctionRole": RUNTIME
+    | {
+        "dynamodb:UpdateItem",  # finalize_state, move_waiter
+        "dynamodb:Query",  # waiting_pages
+        "states:DescribeExecution",  # input dropped by EventBridge
+        "sqs:SendMessage",  # its async-invoke dead-letter queue
+    },
+    "DispatcherFunctionRole": RUNTIME
+    | {
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "dynamodb:UpdateItem",  # mark_notified
+        "dynamodb:DescribeStream",  # the stream event source mapping reads as the function
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "sqs:SendMessage",  # the stream's on-failure destination
+    },
+    "ReconcileFunctionRole": RUNTIME
+    | {
+        "dynamodb:Query",  # by_pending pages, settle's waiter query
+        "dynamodb:GetItem",  # the STATE row behind a stale index entry
+        "dynamodb:UpdateItem",  # settle, move_waiter, touch_pending
+        "states:DescribeExecution",
+        "states:StartExecution",  # a claim whose start was lost
+    },
+    "RangeFunctionRole": RUNTIME,
+    "ExampleScheduleRole": {"sqs:SendMessage"},  # the process queue and its own DLQ
+}
+
+
+def allowed_actions(role: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement.get("Effect") == "Allow", "deny statements are not expected here"
+            assert "NotAction" not in statement
+            action = statement["Action"]
+            actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+@pytest.mark.parametrize("role_id", sorted(NEEDED))
+def test_role_allows_exactly_what_its_function_needs(role_id: str) -> None:
+    role = resources("AWS::IAM::Role")[role_id]
+
+    actions = allowed_actions(role)
+
+    assert not [a for a in actions if "*" in a], "no wildcard action"
+    assert actions - NEEDED[role_id] == set(), "actions nothing uses"
+    assert NEEDED[role_id] - actions == set(), "actions the function needs but is not allowed"
+
+
+def test_every_role_in_the_template_is_accounted_for() -> None:
+    assert set(resources("AWS::IAM::Role")) == set(NEEDED)
+
+
+def test_managed_policies_are_only_the_shared_tracing_policy() -> None:
+    for role_id, role in resources("AWS::IAM::Role").items():
+        for managed in role["Properties"].get("ManagedPolicyArns", []):
+            assert managed == {"Ref": "FunctionTracingPolicy"}, role_id
+    tracing = resources()["FunctionTracingPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {a for s in tracing for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])} == {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
