@@ -11,7 +11,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from coordinator.identity import scheduled_payload_id
+from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.messages import METADATA_KEY, parse_process_message
 from coordinator.schedule import RangeRequest, ticks
 from coordinator.states import FINAL, RETRYABLE, State
@@ -238,8 +238,7 @@ def backfill_plan(
     planned: list[TickPlan] = []
     chunk: list[tuple[str, str]] = []
     for tick in ticks(request):
-        text = tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        chunk.append((text, scheduled_payload_id(workflow, tick)))
+        chunk.append((format_utc(tick), scheduled_payload_id(workflow, tick)))
         if len(chunk) == BATCH_GET:
             planned.extend(_plan_chunk(target, chunk, policy))
             chunk = []

@@ -13,7 +13,7 @@ can point here unchanged. Both become a `PayloadRequest`: a payload with its det
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from coordinator.errors import InvalidMessage
-from coordinator.identity import METADATA_KEY, content_payload_id, scheduled_payload_id
+from coordinator.identity import METADATA_KEY, content_payload_id, format_utc, scheduled_payload_id
 
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
@@ -139,11 +139,7 @@ class PayloadRequest(BaseModel):
             "payload_id": self.payload_id,
             "workflow": self.workflow,
             "attempt": attempt,
-            "schedule_time": (
-                self.schedule_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                if self.schedule_time
-                else None
-            ),
+            "schedule_time": format_utc(self.schedule_time) if self.schedule_time else None,
         }
         return json.dumps({**self.input, METADATA_KEY: metadata}, sort_keys=True, separators=(",", ":"))
 
