@@ -9,26 +9,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
 from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.messages import METADATA_KEY, parse_process_message
 from coordinator.schedule import RangeRequest, ticks
 from coordinator.states import FINAL, RETRYABLE, State
-from coordinator.table import BY_PENDING, BY_WAITER, STATE_KEY, WAITER_PREFIX, pending_shards
+from coordinator.table import BY_PENDING, BY_WAITER, STATE_KEY, WAITER_PREFIX, from_item, pending_shards
 from coordinator_tools.target import ExitCode, Target
 
-_deserializer = TypeDeserializer()
 BATCH_GET = 100
 
 
 class NotFound(Exception):
     exit_code = ExitCode.NOT_FOUND
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    values = {k: _deserializer.deserialize(v) for k, v in item.items()}
-    return {k: (int(v) if hasattr(v, "to_integral_value") else v) for k, v in values.items()}
 
 
 def console_link(region: str, execution_arn: str) -> str:
@@ -48,7 +40,7 @@ def _state_row(target: Target, payload_id: str) -> dict[str, Any]:
     )
     if not item:
         raise NotFound(f"no payload {payload_id!r}")
-    return _plain(item)
+    return from_item(item)
 
 
 def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
@@ -106,7 +98,7 @@ def _query_all(target: Target, **request: Any) -> list[dict[str, Any]]:
         page = target.client("dynamodb").query(
             TableName=target.table_name, **request, **({"ExclusiveStartKey": start} if start else {})
         )
-        rows.extend(_plain(item) for item in page.get("Items", []))
+        rows.extend(from_item(item) for item in page.get("Items", []))
         start = page.get("LastEvaluatedKey")
         if not start:
             return rows
@@ -282,7 +274,7 @@ def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
     while request:
         response = target.client("dynamodb").batch_get_item(RequestItems=request)
         for item in response.get("Responses", {}).get(target.table_name, []):
-            row = _plain(item)
+            row = from_item(item)
             found[row["payload_id"]] = row["state"]
         request = response.get("UnprocessedKeys") or {}
     return found

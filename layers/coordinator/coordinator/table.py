@@ -57,7 +57,8 @@ def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items()}
 
 
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values (whole numbers as int)."""
     return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
 
 
@@ -206,7 +207,7 @@ class PayloadTable:
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
-            old = _from_item(error.response.get("Item", {}))
+            old = from_item(error.response.get("Item", {}))
             return WaiterState(old.get("waiter_state", WaiterState.WAITING))
         return None
 
@@ -269,7 +270,7 @@ class PayloadTable:
             if start:
                 request["ExclusiveStartKey"] = start
             page = self.client.query(**request)
-            yield [_from_item(item)["sk"] for item in page.get("Items", [])]
+            yield [from_item(item)["sk"] for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
@@ -315,7 +316,7 @@ class PayloadTable:
             if start:
                 request["ExclusiveStartKey"] = start
             page = self.client.query(**request)
-            found.extend(_from_item(item)["payload_id"] for item in page.get("Items", []))
+            found.extend(from_item(item)["payload_id"] for item in page.get("Items", []))
             start = page.get("LastEvaluatedKey")
             if not start:
                 return sorted(set(found))
@@ -381,7 +382,7 @@ class PayloadTable:
             except ClientError as error:
                 if not is_condition_failure(error):
                     raise
-                current = PayloadState.from_row(_from_item(error.response["Item"]))
+                current = PayloadState.from_row(from_item(error.response["Item"]))
                 rerunnable = current.state in RETRYABLE or (request.replace and current.state in FINAL)
                 if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
                     return Claim(claimed=False, current=current)
@@ -459,8 +460,8 @@ class PayloadTable:
             if not is_condition_failure(failure):
                 raise
             old = failure.response.get("Item")
-            return False, PayloadState.from_row(_from_item(old)) if old else None
-        return True, PayloadState.from_row(_from_item(response["Attributes"]))
+            return False, PayloadState.from_row(from_item(old)) if old else None
+        return True, PayloadState.from_row(from_item(response["Attributes"]))
 
     def get_state(self, payload_id: str) -> PayloadState | None:
         """A strongly consistent read of STATE (reconcile and the tools; never on a hot path)."""
@@ -470,7 +471,7 @@ class PayloadTable:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return PayloadState.from_row(_from_item(item)) if item else None
+        return PayloadState.from_row(from_item(item)) if item else None
 
     # -- reconcile ---------------------------------------------------------------------------
 
@@ -483,7 +484,7 @@ class PayloadTable:
             ExpressionAttributeValues=_to_item({":s": shard, ":t": _stamp(older_than)}),
             Limit=limit,
         )
-        return [_from_item(item) for item in response.get("Items", [])]
+        return [from_item(item) for item in response.get("Items", [])]
 
     def touch_pending(self, payload_id: str, sk: str, seen_since: str, now: datetime) -> bool:
         """Send a row to the back of the reconcile queue (after a check found nothing to do)."""
