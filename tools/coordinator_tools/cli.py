@@ -365,9 +365,7 @@ def backfill_run(
         "policy": _policy(policy),
         "max_concurrency": max_concurrency,
     }
-    planned = inspection.backfill_plan(
-        target, workflow=workflow, schedule=schedule, start=start, stop=stop, timezone=timezone, policy=policy
-    )
+    count = inspection.tick_count(schedule=schedule, start=start, stop=stop, timezone=timezone)
     sfn = target.client("stepfunctions")
     execution = sfn.start_execution(
         stateMachineArn=target.output("BackfillStateMachineArn"),
@@ -375,7 +373,7 @@ def backfill_run(
         input=json.dumps(request),
     )["executionArn"]
     if not options.json:
-        out.print(f"backfill of {len(planned)} ticks started: {execution}")
+        out.print(f"backfill of {count} ticks started: {execution}")
     deadline = time.monotonic() + timeout
     described: dict[str, Any] = {}
     with out.status("backfilling…") if not options.json else _Silent():

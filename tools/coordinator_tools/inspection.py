@@ -224,12 +224,9 @@ def backfill_plan(
     target: Target, *, workflow: str, schedule: str, start: str, stop: str, timezone: str, policy: str
 ) -> list[TickPlan]:
     """For every tick, what a backfill with `policy` would do. Starts nothing."""
-    request = RangeRequest.from_event(
-        {"start": start, "stop": stop, "schedule": schedule, "timezone": timezone, "page_size": 1}
-    )
     planned: list[TickPlan] = []
     chunk: list[tuple[str, str]] = []
-    for tick in ticks(request):
+    for tick in ticks(_range(schedule, start, stop, timezone)):
         chunk.append((format_utc(tick), scheduled_payload_id(workflow, tick)))
         if len(chunk) == BATCH_GET:
             planned.extend(_plan_chunk(target, chunk, policy))
@@ -237,6 +234,15 @@ def backfill_plan(
     if chunk:
         planned.extend(_plan_chunk(target, chunk, policy))
     return planned
+
+
+def tick_count(*, schedule: str, start: str, stop: str, timezone: str) -> int:
+    """How many ticks a backfill covers (and a bad schedule or range refused): no AWS call."""
+    return sum(1 for _ in ticks(_range(schedule, start, stop, timezone)))
+
+
+def _range(schedule: str, start: str, stop: str, timezone: str) -> RangeRequest:
+    return RangeRequest.from_event({"start": start, "stop": stop, "schedule": schedule, "timezone": timezone})
 
 
 def _plan_chunk(target: Target, chunk: list[tuple[str, str]], policy: str) -> list[TickPlan]:
