@@ -55,13 +55,14 @@ def reconcile(services: Services) -> ReconcileReport:
         if budget <= 0:
             break
         for row in services.table.pending(shard, now, min(per_shard, budget)):
-            age = (now - datetime.fromisoformat(row["pending_since"])).total_seconds()
+            since = datetime.fromisoformat(row["pending_since"])
+            age = (now - since).total_seconds()
             is_state = row["sk"] == STATE_KEY
             if is_state:
                 report.oldest_claim_seconds = max(report.oldest_claim_seconds, age)
             else:
                 report.oldest_waiting_seconds = max(report.oldest_waiting_seconds, age)
-            if datetime.fromisoformat(row["pending_since"]) >= lease_start:
+            if since >= lease_start:
                 break  # oldest first: the rest of this shard is within its lease
             report.examined += 1
             try:
