@@ -14,6 +14,8 @@ from typing import Any
 
 from cfnlint.decode import decode
 
+from coordinator_tools.local.provision import create_table_request
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 STATEMACHINES_DIR = ROOT / "statemachines"
@@ -38,10 +40,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     return value
-
-
-# The parts of a template GSI that `create_table` accepts (not ContributorInsights etc.).
-_INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
 
 
 @cache
@@ -90,25 +88,7 @@ def table_create_kwargs(
     if table["Type"] != "AWS::DynamoDB::Table":
         raise TemplateError(f"{logical_id} is a {table['Type']}, not a DynamoDB table")
     props = table["Properties"]
-    kwargs: dict[str, Any] = {
-        "TableName": table_name or props.get("TableName") or logical_id,
-        "AttributeDefinitions": props["AttributeDefinitions"],
-        "KeySchema": props["KeySchema"],
-        "BillingMode": props.get("BillingMode", "PROVISIONED"),
-    }
-    if "ProvisionedThroughput" in props:
-        kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
-    if props.get("GlobalSecondaryIndexes"):
-        kwargs["GlobalSecondaryIndexes"] = [
-            {key: index[key] for key in _INDEX_KEYS if key in index}
-            for index in props["GlobalSecondaryIndexes"]
-        ]
-    if props.get("LocalSecondaryIndexes"):
-        kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
-    stream = props.get("StreamSpecification")
-    if stream:
-        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
-    return kwargs
+    return create_table_request(props, table_name or props.get("TableName") or logical_id)
 
 
 def table_ttl_specification(logical_id: str = "CoordinatorTable") -> dict[str, Any]:

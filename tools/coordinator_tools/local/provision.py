@@ -45,6 +45,29 @@ _QUEUE_ATTRIBUTES = (
 _INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
 
 
+def create_table_request(props: dict[str, Any], table_name: str) -> dict[str, Any]:
+    """`create_table` arguments from an `AWS::DynamoDB::Table`'s Properties: keys, attributes,
+    indexes, stream and billing (TTL is a separate call). Intrinsics are left as they are."""
+    request: dict[str, Any] = {
+        "TableName": table_name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    if "ProvisionedThroughput" in props:
+        request["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+    if props.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = [
+            {key: index[key] for key in _INDEX_KEYS if key in index}
+            for index in props["GlobalSecondaryIndexes"]
+        ]
+    if props.get("LocalSecondaryIndexes"):
+        request["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
+    if stream := props.get("StreamSpecification"):
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    return request
+
+
 @dataclass
 class Provisioned:
     """What was created, by logical id, and what the pollers need to act like AWS."""
@@ -161,24 +184,7 @@ class Provisioner:
     def _table(self, logical_id: str, props: dict[str, Any]) -> None:
         dynamodb = self.client("dynamodb")
         name = self._resolve(props.get("TableName")) or self._name(logical_id, 255)
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "KeySchema": props["KeySchema"],
-            "BillingMode": props.get("BillingMode", "PROVISIONED"),
-        }
-        if "ProvisionedThroughput" in props:
-            kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
-        if props.get("GlobalSecondaryIndexes"):
-            kwargs["GlobalSecondaryIndexes"] = [
-                {key: index[key] for key in _INDEX_KEYS if key in index}
-                for index in props["GlobalSecondaryIndexes"]
-            ]
-        if stream := props.get("StreamSpecification"):
-            kwargs["StreamSpecification"] = {
-                "StreamEnabled": True,
-                "StreamViewType": stream["StreamViewType"],
-            }
+        kwargs = create_table_request(props, name)
         table = dynamodb.create_table(**self._resolve(kwargs))["TableDescription"]
         if ttl := props.get("TimeToLiveSpecification"):
             dynamodb.update_time_to_live(
