@@ -285,10 +285,13 @@ class Meter:
       reads the item, after it reads it again, and a Query is re-run without its filter or
       projection to see the items it read, all through `probe`, a client without hooks, so the
       meter never counts its own look-ups.
-    - Optionally keeps every call's parameters, for a bare script to replay them.
+    - Optionally keeps every call's parameters, for a bare script to replay them (a timed replay
+      passes `ask_capacity=False`: the code it measures then sends exactly what it sends deployed).
     """
 
-    def __init__(self, *clients: Any, probe: Any = None, record_params: bool = False) -> None:
+    def __init__(
+        self, *clients: Any, probe: Any = None, record_params: bool = False, ask_capacity: bool = True
+    ) -> None:
         self.calls: list[Call] = []
         self.params: list[tuple[str, str, dict[str, Any]]] = []
         self.probe = probe
@@ -297,7 +300,8 @@ class Meter:
         self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
         for client in clients:
             events = client.meta.events
-            events.register("before-parameter-build.dynamodb.*", self._ask_capacity)
+            if ask_capacity:
+                events.register("before-parameter-build.dynamodb.*", self._ask_capacity)
             events.register("before-parameter-build.*.*", self._before)
             events.register("after-call.*.*", self._after)
 
@@ -315,7 +319,10 @@ class Meter:
         before = None
         if self.probe is not None and service == "dynamodb" and model.name in _WRITES:
             before = self._item(params["TableName"], params["Key"] if "Key" in params else self._key(params))
-        self._pending.append((model.name, copy.deepcopy(params), before))
+        # Only the capacity computation reads a call's parameters back: without a probe, copying
+        # them would be the meter's own cost charged to the code it measures.
+        kept_params = copy.deepcopy(params) if self.probe is not None else {}
+        self._pending.append((model.name, kept_params, before))
 
     def _after(self, model: Any, parsed: Mapping[str, Any], **_: Any) -> None:
         if not self._pending:
