@@ -339,12 +339,13 @@ class PayloadTable:
         for _ in range(MAX_CLAIM_ROUNDS):
             name = execution_name(request.payload_id, attempt)
             arn = execution_arn(state_machine, name)
+            execution_input = request.execution_input(attempt)
             row = {
                 ":claimed": str(State.CLAIMED),
                 ":attempt": attempt,
                 ":arn": arn,
                 ":workflow": request.workflow,
-                ":input": request.execution_input(attempt),
+                ":input": execution_input,
                 ":by": request_id,
                 ":now": _stamp(now),
                 ":shard": pending_shard(STATE_KEY, request.payload_id),
@@ -398,7 +399,7 @@ class PayloadTable:
                     attempt=attempt,
                     execution_arn=arn,
                     workflow=request.workflow,
-                    input=request.execution_input(attempt),
+                    input=execution_input,
                     claimed_by=request_id,
                 ),
             )
