@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBRecordEventName,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from coordinator.dispatch import Dispatched, ResolvedWaiter, dispatch
@@ -14,18 +17,19 @@ from coordinator.services import services
 
 # A batch whose every record failed is reported record by record like any other, so the
 # event source retries exactly those (and the response shape never depends on the count).
-processor = BatchProcessor(
-    event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel, raise_on_entire_batch_failure=False
-)
+# Records arrive as Powertools' stream data class, whose `new_image` is the image deserialized
+# (as the parser model would, without building that model at cold start); `ResolvedWaiter`
+# then checks the image is a waiter to act on.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
-def handle(record: DynamoDBStreamRecordModel) -> str:
+def handle(record: DynamoDBRecord) -> str:
     """One waiter. TTL deletions (REMOVE) and rows still WAITING or already notified are skipped."""
-    image = record.dynamodb.NewImage if record.dynamodb else None
-    if record.eventName == "REMOVE" or not isinstance(image, dict):
+    stream = record.dynamodb
+    if record.event_name is DynamoDBRecordEventName.REMOVE or stream is None:
         return Dispatched.SKIPPED.value
-    waiter = ResolvedWaiter.from_image(image)
+    waiter = ResolvedWaiter.from_image(stream.new_image)
     if waiter is None:
         return Dispatched.SKIPPED.value
     return dispatch(services(), waiter)
