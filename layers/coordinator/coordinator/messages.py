@@ -13,6 +13,7 @@ can point here unchanged. Both become a `PayloadRequest`: a payload with its det
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -75,8 +76,12 @@ class ProcessMessage(BaseModel):
         return content_payload_id(self.workflow, self.input)
 
 
+# The cirrus models are built on the first cirrus message (`defer_build`), not at import: most
+# deployments never receive one, and building a pydantic model is most of an import's cost.
+
+
 class CirrusProcessDefinition(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     workflow: WorkflowName
     collections: str | None = None
@@ -84,7 +89,7 @@ class CirrusProcessDefinition(BaseModel):
 
 
 class CirrusFeature(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     id: str
     collection: str | None = None
@@ -93,7 +98,7 @@ class CirrusFeature(BaseModel):
 class CirrusPayload(BaseModel):
     """A cirrus process payload; only the fields that decide identity are checked."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: Literal["FeatureCollection"] = "FeatureCollection"
     id: PayloadId | None = None
@@ -117,10 +122,13 @@ class CirrusPayload(BaseModel):
         return f"{collections}/workflow-{step.workflow}/{items}"
 
 
-class PayloadRequest(BaseModel):
-    """What process acts on, whatever shape the message had."""
+@dataclass(frozen=True)
+class PayloadRequest:
+    """What process acts on, whatever shape the message had.
 
-    model_config = ConfigDict(frozen=True)
+    Built only from a message model that was just validated, so a plain value: validating it
+    again would copy the input once more per record and build one more model at cold start.
+    """
 
     payload_id: str
     workflow: str
