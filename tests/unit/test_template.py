@@ -246,8 +246,9 @@ def test_update_state_keeps_events_that_fail_after_lambda_retries() -> None:
 )
 def test_function_gets_the_settings_it_reads(function: str, variables: set[str]) -> None:
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    runtime = {"PYDANTIC_DISABLE_PLUGINS"}
 
-    assert set(function_environment(function)) == variables | powertools
+    assert set(function_environment(function)) == variables | powertools | runtime
 
 
 def test_functions_share_runtime_tracing_and_the_layer() -> None:
