@@ -7,7 +7,10 @@ services: settings and three boto3 clients with the coordinator's client configu
 floor does the same for `boto3` and `aws_lambda_powertools` (Logger, Tracer, Metrics
 constructed) plus the same clients; `range` builds no client, so its floor has none. Samples
 are interleaved across contenders; the figure is the ratio of medians. One more run per
-module with `python -X importtime` says which imports the handler adds over the floor.
+module with `python -X importtime` says which imports the handler adds over the floor, and
+reference contenders (the floor plus pydantic and the Powertools utility a handler is written
+with) say how much of the ratio is those libraries' and how much the coordinator's own. Every
+interpreter gets the literal variables template.yaml's Globals set on the functions.
 
     .venv/bin/python -m bench.cold_start
 """
@@ -43,13 +46,32 @@ services()
 RANGE = """
 import functions.range.app
 """
+# What a handler cannot do without: pydantic with one model built (the first build pays for
+# pydantic's schema machinery) and the Powertools utility it is written with.
+PYDANTIC = """
+from pydantic import BaseModel
+class Probe(BaseModel):
+    value: int = 0
+"""
+BATCH = "import aws_lambda_powertools.utilities.batch\n"
+PARSER = "from aws_lambda_powertools.utilities.parser import models\n"
+
+PYDANTIC_REFERENCE = "floor + pydantic (reference)"
+BATCH_REFERENCE = "floor + pydantic + Powertools batch (reference)"
+PARSER_REFERENCE = "floor + pydantic + Powertools parser (reference)"
+REFERENCE_OF = {
+    "process": BATCH_REFERENCE,
+    "dispatcher": BATCH_REFERENCE,
+    "update_state": PARSER_REFERENCE,
+    "reconcile": PYDANTIC_REFERENCE,
+}
 
 CONTENDERS = {
     "floor (boto3 + Powertools + 3 clients)": FLOOR + CLIENTS,
     "floor (boto3 + Powertools)": FLOOR,
-    "floor + pydantic and Powertools parser models (reference)": FLOOR
-    + CLIENTS
-    + "import pydantic\nfrom aws_lambda_powertools.utilities.parser import models\n",
+    PYDANTIC_REFERENCE: FLOOR + CLIENTS + PYDANTIC,
+    BATCH_REFERENCE: FLOOR + CLIENTS + PYDANTIC + BATCH,
+    PARSER_REFERENCE: FLOOR + CLIENTS + PYDANTIC + PARSER,
     "process": HANDLER.format(module="process"),
     "update_state": HANDLER.format(module="update_state"),
     "dispatcher": HANDLER.format(module="dispatcher"),
@@ -65,9 +87,19 @@ FLOOR_OF = {
 }
 
 
+def deployed_variables() -> dict[str, str]:
+    """The literal variables template.yaml's Globals give every function (references left out)."""
+    from tests.support.template import load_template
+
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: value for name, value in variables.items() if isinstance(value, str)}
+
+
 def environment() -> dict[str, str]:
+    """Every contender runs in the environment a deployed function has, faked AWS aside."""
     env = dict(os.environ)
     env.update(FAKE_ENVIRONMENT)
+    env.update(deployed_variables())
     env.update(
         {
             "TABLE_NAME": "coordinator",
@@ -152,10 +184,15 @@ def main(argv: list[str]) -> Report:
         )
         heaviest = added_imports(CONTENDERS[name], CONTENDERS[floor_name])
         added_body.append([name, "; ".join(f"{pkg} {ms:.0f} ms" for pkg, ms in heaviest)])
-    reference = "floor + pydantic and Powertools parser models (reference)"
-    for floor_name in ("floor (boto3 + Powertools + 3 clients)", "floor (boto3 + Powertools)", reference):
+    floor = median(samples["floor (boto3 + Powertools + 3 clients)"])
+    for floor_name in ("floor (boto3 + Powertools + 3 clients)", "floor (boto3 + Powertools)"):
         body.append([floor_name, f"{median(samples[floor_name]) * 1000:.0f}", "", ""])
-    for name in ("process", "update_state", "dispatcher", "reconcile"):
+    for reference in (PYDANTIC_REFERENCE, BATCH_REFERENCE, PARSER_REFERENCE):
+        took = median(samples[reference])
+        body.append(
+            [reference, f"{took * 1000:.0f}", "floor (boto3 + Powertools + 3 clients)", f"{took / floor:.2f}"]
+        )
+    for name, reference in REFERENCE_OF.items():
         ratio = median(samples[name]) / median(samples[reference])
         body.append([name, f"{median(samples[name]) * 1000:.0f}", reference, f"{ratio:.2f}"])
     report.detail = "\n\n".join(
@@ -164,7 +201,11 @@ def main(argv: list[str]) -> Report:
                 """Milliseconds on this machine (median; only the ratio is the figure). The handler
                 side imports `functions.<name>.app` and builds the services its first invocation
                 builds; the floor imports boto3 and Powertools and constructs Logger, Tracer and
-                Metrics (and the same three clients)."""
+                Metrics (and the same three clients). Every interpreter has the environment
+                template.yaml's Globals give a deployed function. The references add to the floor
+                what a handler cannot do without (pydantic with a model built, and the Powertools
+                batch or parser utility it is written with): a handler's ratio to its reference is
+                what the coordinator's own code costs."""
             ),
             table(["module", "ms (median)", "against", "ratio"], body),
             prose(
