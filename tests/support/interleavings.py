@@ -21,6 +21,10 @@ class SchedulerStuck(RuntimeError):
     """An actor neither parked nor finished in time: a deadlock or a hang in the code."""
 
 
+class Abandoned(BaseException):
+    """Raised in a parked actor when the run is given up: it unwinds like a crash, uncaught."""
+
+
 class Turnstile:
     """Lets exactly one actor make its next AWS call at a time, in the order it is told."""
 
@@ -30,6 +34,7 @@ class Turnstile:
         self.parked: dict[str, str] = {}
         self.arrivals: dict[str, int] = {}
         self.finished: set[str] = set()
+        self.abandoned = False
 
     def hook(self, actor: str) -> Callable[..., None]:
         def before_call(model: Any, **_: Any) -> None:
@@ -42,8 +47,12 @@ class Turnstile:
             self.parked[actor] = operation
             self.arrivals[actor] = self.arrivals.get(actor, 0) + 1
             self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._granted == actor, timeout=STEP_TIMEOUT):
+            if not self._cond.wait_for(
+                lambda: self._granted == actor or self.abandoned, timeout=STEP_TIMEOUT
+            ):
                 raise SchedulerStuck(f"{actor} was never granted {operation}")
+            if self.abandoned:
+                raise Abandoned(actor)
             self._granted = None
             del self.parked[actor]
 
@@ -59,6 +68,12 @@ class Turnstile:
                 lambda: all(a in self.parked or a in self.finished for a in actors), timeout=STEP_TIMEOUT
             ):
                 raise SchedulerStuck(f"actors did not settle: parked={self.parked} finished={self.finished}")
+
+    def abandon(self) -> None:
+        """Every parked actor, and any that parks later, raises `Abandoned`."""
+        with self._cond:
+            self.abandoned = True
+            self._cond.notify_all()
 
     def grant(self, actor: str) -> None:
         """Let `actor` make the call it is parked on, and wait for it to park again or end."""
