@@ -27,6 +27,7 @@ OURS = [
     "bench.fanout",
     "bench.backfill_scaling",
     "bench.quota_simulation",
+    "bench.polling_waiter",
 ]
 # Others' benchmarks, with arguments that keep `make bench` near ten minutes, and a time limit.
 OTHERS = {
