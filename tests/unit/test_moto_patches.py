@@ -6,6 +6,7 @@ version guard makes the upgrade itself fail loudly first.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -166,3 +167,189 @@ def test_patches_refuse_any_other_moto_version(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(moto, "__version__", "5.2.6")
     with pytest.raises(moto_patches.UnsupportedMoto, match=r"5\.2\.5"):
         moto_patches.apply()
+
+
+# -- the status point ----------------------------------------------------------------------------
+
+
+def test_the_status_point_tells_every_start_and_end_after_the_status_is_final(stepfunctions: Any) -> None:
+    heard: list[tuple[str, str]] = []
+
+    def listener(execution_arn: str) -> None:
+        # What DescribeExecution says at the moment of telling: an end is told once final.
+        heard.append((execution_arn, stepfunctions.describe_execution(executionArn=execution_arn)["status"]))
+
+    machines = {
+        kind: stepfunctions.create_state_machine(name=kind, definition=json.dumps(definition), roleArn=ROLE)[
+            "stateMachineArn"
+        ]
+        for kind, definition in {
+            "passes": {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}},
+            "fails": {"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "Nope", "Cause": "asked"}}},
+            "pauses": {"StartAt": "Pause", "States": {"Pause": {"Type": "Wait", "Seconds": 30, "End": True}}},
+        }.items()
+    }
+    with moto_patches.patched(status_listener=listener):
+        arns = {
+            kind: stepfunctions.start_execution(stateMachineArn=arn, name=f"{kind}-1")["executionArn"]
+            for kind, arn in machines.items()
+        }
+        for kind in ("passes", "fails"):
+            wait_for_end(stepfunctions, arns[kind])
+        stepfunctions.stop_execution(executionArn=arns["pauses"])
+        wait_for_end(stepfunctions, arns["pauses"])
+        deadline = time.monotonic() + 10
+        while len(heard) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    told: dict[str, list[str]] = {}
+    for arn, status in heard:
+        told.setdefault(arn, []).append(status)
+    # The start is told with the execution already visible; it may have ended by then.
+    assert {arn: len(statuses) for arn, statuses in told.items()} == {arn: 2 for arn in arns.values()}
+    assert told[arns["passes"]][-1] == "SUCCEEDED"
+    assert told[arns["fails"]][-1] == "FAILED"
+    assert told[arns["pauses"]] == ["RUNNING", "ABORTED"]
+
+
+def test_moto_tells_nobody_of_an_execution_without_the_patch(stepfunctions: Any) -> None:
+    heard: list[str] = []
+    machine = stepfunctions.create_state_machine(
+        name="passes",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    with moto_patches.patched(status_listener=heard.append):
+        pass  # patched, then reverted: the listener goes with the patches
+    wait_for_end(
+        stepfunctions, stepfunctions.start_execution(stateMachineArn=machine, name="p")["executionArn"]
+    )
+    assert heard == []
+
+
+# -- the SQS costs --------------------------------------------------------------------------------
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[int]:
+    """Count reads of property `owner.name` (a one-element list, so the caller sees it grow)."""
+    calls = [0]
+    original = owner.__dict__[name]
+
+    def read(self: Any) -> Any:
+        calls[0] += 1
+        return original.fget(self)
+
+    monkeypatch.setattr(owner, name, property(read))
+    return calls
+
+
+def a_queue_of(messages: int, **attributes: str) -> tuple[Any, str]:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="load", Attributes=attributes)["QueueUrl"]
+    for first in range(0, messages, 10):
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(n), "MessageBody": f"m{first + n}"} for n in range(min(10, messages - first))
+            ],
+        )
+    return sqs, url
+
+
+def receive_ten_from_a_hundred(monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    from moto.sqs.models import Queue
+
+    sqs, url = a_queue_of(100)
+    builds = counted(monkeypatch, Queue, "attributes")
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    return builds[0], bodies
+
+
+def test_receive_reads_no_queue_attributes_per_message_with_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_patches.patched():
+        builds, bodies = receive_ten_from_a_hundred(monkeypatch)
+    assert builds == 0
+    assert len(bodies) == 10
+
+
+def test_moto_builds_every_queue_attribute_for_every_received_message_without_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds, bodies = receive_ten_from_a_hundred(monkeypatch)
+    assert builds >= 10 * 3  # three builds per message, each counting all 100 messages
+    assert len(bodies) == 10
+
+
+@pytest.mark.parametrize("patched", [False, True])
+def test_an_expired_message_is_not_received_either_way(executing_moto: None, patched: bool) -> None:
+    from moto.sqs.models import sqs_backends
+
+    sqs, url = a_queue_of(1, MessageRetentionPeriod="60")
+    (message,) = sqs_backends["123456789012"]["us-east-1"].get_queue("load")._messages
+    message.sent_timestamp -= 120_000  # sent two minutes ago, kept for one
+    with moto_patches.patched() if patched else contextlib.nullcontext():
+        assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+
+
+def send_one_to_a_queue_of_two_hundred(monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, str]]:
+    from moto.sqs.models import Message
+
+    sqs, url = a_queue_of(200)
+    clocks = counted(monkeypatch, Message, "visible")
+    sqs.send_message(QueueUrl=url, MessageBody="one more", DelaySeconds=60)
+    reads = clocks[0]
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return reads, counts
+
+
+def test_send_counts_no_messages_and_the_counts_stay_right_with_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_patches.patched():
+        reads, counts = send_one_to_a_queue_of_two_hundred(monkeypatch)
+    assert reads == 0
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == (
+        "200",
+        "1",
+    )
+
+
+def test_moto_counts_the_whole_queue_to_send_one_message_without_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads, counts = send_one_to_a_queue_of_two_hundred(monkeypatch)
+    assert reads >= 2 * 200
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == (
+        "200",
+        "1",
+    )
+
+
+def listings_for_three_routes(monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[list[str]]]:
+    from moto import backends
+
+    listings = [0]
+    listdir = backends.os.listdir
+
+    def counting_listdir(path: str) -> list[str]:
+        listings[0] += 1
+        return listdir(path)
+
+    monkeypatch.setattr(backends.os, "listdir", counting_listdir)
+    routes = [list(backends.list_of_moto_modules()) for _ in range(3)]
+    return listings[0], routes
+
+
+def test_moto_modules_are_listed_once_with_the_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    with moto_patches.patched():
+        listings, routes = listings_for_three_routes(monkeypatch)
+    assert listings == 1
+    assert routes[0] == routes[2]
+    assert {"sqs", "stepfunctions", "dynamodb"} <= set(routes[0])
+
+
+def test_moto_lists_its_folder_for_every_route_without_the_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    listings, routes = listings_for_three_routes(monkeypatch)
+    assert listings == 3
+    assert {"sqs", "stepfunctions", "dynamodb"} <= set(routes[0])

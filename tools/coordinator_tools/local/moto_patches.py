@@ -1,14 +1,24 @@
 """Where the offline stack reaches into moto: every patch of moto's internals, in one place.
 
-Two kinds live here, both tied to the pinned moto (`PINNED_MOTO`, the version whose internals
+Four kinds live here, all tied to the pinned moto (`PINNED_MOTO`, the version whose internals
 were read and measured; see BRIEF §6):
 
 - **Defects**: places where moto 5.2.5 answers differently from AWS in a way the coordinator
   meets. Each patch says what moto does wrong and what AWS does, and
   `tests/unit/test_moto_patches.py` shows the defect without the patch and its fix with it.
+- **Costs**: places where moto does work proportional to a whole queue for every message, so a
+  load run (`bench/load.py`, thousands of messages in flight) goes quadratic in moto rather
+  than in the coordinator. Each patch gives the same answers as moto's own code (the tests
+  compare them) with work proportional to what was asked.
 - **The Lambda invoke point**: moto runs Lambda code only in Docker. `LambdaFunction._invoke_lambda`
   is the one method every invocation passes through (the Invoke API, and so the Lambda tasks of
   state machines), so routing it to an in-process handler covers every caller at once.
+- **The execution status point**: Step Functions puts a status-change event on EventBridge when
+  an execution starts and when it ends; moto emits nothing. Every executing-mode execution
+  starts in `Execution.start` and ends in `BaseExecutionWorkerCommunication.terminated` (its
+  worker thread calls it whatever the end: success, failure, timeout, StopExecution), so a
+  listener called there hears of every change as it happens, the way EventBridge is told,
+  instead of listing every running execution over and over (`status_events`).
 
 Nothing is patched at import. `apply()` patches for good (the offline stack); `patched()` patches
 for the duration of a `with` block and restores moto after (the tests).
@@ -69,6 +79,9 @@ class _Patch:
 
 _lock = threading.Lock()
 _router: LambdaRouter | None = None
+# Called with an execution's ARN when it starts and when it ends (the status point).
+StatusListener = Callable[[str], None]
+_status_listener: StatusListener | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +133,97 @@ def _start_execution_named(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Cost: ReceiveMessage computes every attribute of the queue for every message it returns.
+# `SQSBackend.is_message_valid_based_on_retention_period` asks `get_queue_attributes` for the
+# retention period, which builds `Queue.attributes` three times, and each build counts the
+# visible, in-flight and delayed messages of the whole queue: a receive of 10 from a queue of
+# n messages does about 100·n clock reads. The retention period is an attribute of the queue
+# itself; reading it there gives the same answer at no cost.
+# ---------------------------------------------------------------------------------------------
+def _retention_check_reads_the_queue(self: Any, queue_name: str, message: Any) -> bool:
+    from moto.core.utils import unix_time
+
+    retention_period = int(self.get_queue(queue_name).message_retention_period)
+    return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost: SendMessage builds `Queue.attributes`, which counts the visible, in-flight and delayed
+# messages of the whole queue (three passes, two clock reads per message), only to read the
+# ContentBasedDeduplication flag, and throws the counts away. Inside SendMessage the three
+# counts are not computed (the properties answer 0 on that thread, for that call only); every
+# other reader of the counts, GetQueueAttributes first, still gets moto's own count.
+# ---------------------------------------------------------------------------------------------
+_not_counting = threading.local()
+
+
+def _send_without_counting(original: Callable[..., Any]) -> Callable[..., Any]:
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _not_counting.active = True
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _not_counting.active = False
+
+    return send_message
+
+
+def _count_unless_sending(original: property) -> property:
+    def count(self: Any) -> int:
+        if getattr(_not_counting, "active", False):
+            return 0
+        return int(original.fget(self))  # type: ignore[misc]
+
+    return property(count)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost: the server lists moto's own package folder for every request. To route a request,
+# `DomainDispatcherApplication.get_backend_for_host` asks `backends.list_of_moto_modules()`,
+# which reads the folder and stats each of its ~160 entries, every time; under load that is a
+# tenth of the server's time. The folder does not change while moto runs: list it once.
+# ---------------------------------------------------------------------------------------------
+def _modules_listed_once(original: Callable[[], Any]) -> Callable[[], Any]:
+    listed: list[str] = []
+
+    def list_of_moto_modules() -> Iterator[str]:
+        if not listed:
+            listed.extend(original())
+        return iter(listed)
+
+    return list_of_moto_modules
+
+
+# ---------------------------------------------------------------------------------------------
+# The status point: tell the listener of every execution start and end.
+# ---------------------------------------------------------------------------------------------
+def _start_told(original: Callable[..., Any]) -> Callable[..., Any]:
+    def start(self: Any) -> None:
+        original(self)
+        _tell_status(self.exec_arn)
+
+    return start
+
+
+def _terminated_told(original: Callable[..., Any]) -> Callable[..., Any]:
+    def terminated(self: Any) -> None:
+        original(self)
+        _tell_status(self.execution.exec_arn)
+
+    return terminated
+
+
+def _tell_status(execution_arn: str) -> None:
+    listener = _status_listener
+    if listener is None:
+        return
+    try:
+        listener(execution_arn)
+    except Exception:  # a listener's bug must not kill moto's execution thread
+        logger.exception("execution status listener failed execution_arn=%s", execution_arn)
+
+
+# ---------------------------------------------------------------------------------------------
 # The invoke point: run the function in this process instead of a Docker container.
 # ---------------------------------------------------------------------------------------------
 def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
@@ -144,12 +248,32 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     return invocation.payload, invocation.errored, invocation.logs
 
 
+_QUEUE_COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_not_visible",
+    "approximate_number_of_messages_delayed",
+)
+
+
 def _patches() -> list[_Patch]:
+    from moto import backends
     from moto.awslambda.models import LambdaFunction
+    from moto.sqs.models import Queue, SQSBackend
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
 
     return [
+        _Patch(backends, "list_of_moto_modules", _modules_listed_once(backends.list_of_moto_modules)),
+        _Patch(SQSBackend, "is_message_valid_based_on_retention_period", _retention_check_reads_the_queue),
+        _Patch(SQSBackend, "send_message", _send_without_counting(SQSBackend.send_message)),
+        *(_Patch(Queue, name, _count_unless_sending(Queue.__dict__[name])) for name in _QUEUE_COUNTS),
+        _Patch(Execution, "start", _start_told(Execution.start)),
+        _Patch(
+            BaseExecutionWorkerCommunication,
+            "terminated",
+            _terminated_told(BaseExecutionWorkerCommunication.terminated),
+        ),
         _Patch(StepFunctionResponse, "send_task_failure", _send_task_failure_with_cause),
         _Patch(
             StepFunctionsParserBackend,
@@ -163,13 +287,16 @@ def _patches() -> list[_Patch]:
 _applied: list[_Patch] = []
 
 
-def apply(router: LambdaRouter | None = None) -> None:
-    """Patch moto for the life of the process (idempotent); `router` runs Lambda invocations."""
-    global _router
+def apply(router: LambdaRouter | None = None, status_listener: StatusListener | None = None) -> None:
+    """Patch moto for the life of the process (idempotent); `router` runs Lambda invocations,
+    `status_listener` hears of every execution start and end."""
+    global _router, _status_listener
     ensure_pinned_moto()
     with _lock:
         if router is not None:
             _router = router
+        if status_listener is not None:
+            _status_listener = status_listener
         if _applied:
             return
         for patch in _patches():
@@ -180,19 +307,22 @@ def apply(router: LambdaRouter | None = None) -> None:
 
 
 def revert() -> None:
-    """Undo `apply`: moto as shipped, and no router."""
-    global _router
+    """Undo `apply`: moto as shipped, no router and no status listener."""
+    global _router, _status_listener
     with _lock:
         while _applied:
             patch = _applied.pop()
             setattr(patch.owner, patch.attribute, patch.original)
         _router = None
+        _status_listener = None
 
 
 @contextmanager
-def patched(router: LambdaRouter | None = None) -> Iterator[None]:
+def patched(
+    router: LambdaRouter | None = None, status_listener: StatusListener | None = None
+) -> Iterator[None]:
     """moto patched inside the block only (for tests that compare with and without)."""
-    apply(router)
+    apply(router, status_listener)
     try:
         yield
     finally:

@@ -249,7 +249,9 @@ class OfflineStack:
             account=self.account_id,
             region=self.region,
             interval=self.intervals.status,
+            told=True,
         )
+        moto_patches.apply(status_listener=self.status_poller.told)
         self.pollers.append(self.status_poller)
         self.pollers.append(
             ScheduleTicker(

@@ -1,10 +1,13 @@
 """Step Functions status changes as EventBridge events, which moto never emits.
 
 Step Functions puts an "Step Functions Execution Status Change" event on the default bus when
-an execution starts and when it ends. Offline, `ExecutionStatusPoller` notices both by polling
+an execution starts and when it ends. Offline, `ExecutionStatusPoller` learns of both one of two
+ways: told, by moto's status point (`moto_patches`: every execution start and end calls
+`told` with the execution's ARN, which costs nothing per running execution), or else by polling
 the executions of every state machine (newest first, stopping at the first one already seen,
-plus the RUNNING ones it knows of), builds the event in its real shape, matches it against each
-enabled rule's own pattern from the template and delivers it to the rule's Lambda targets.
+plus the RUNNING ones it knows of: every poll lists every running execution). Either way it
+describes the execution, builds the event in its real shape, matches it against each enabled
+rule's own pattern from the template and delivers it to the rule's Lambda targets.
 
 Delivery is asynchronous invocation, as EventBridge does it: a function error is retried by
 Lambda (the function's EventInvokeConfig MaximumRetryAttempts, default 2), and an event still
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -85,8 +90,12 @@ class ExecutionStatusPoller(Poller):
         account: str,
         region: str,
         interval: float,
+        told: bool = False,
     ) -> None:
         super().__init__(interval)
+        self.told_mode = told
+        self._told: deque[str] = deque()
+        self._told_lock = threading.Lock()
         self.stepfunctions = stepfunctions
         self.sqs = sqs
         self.lambda_client = lambda_client
@@ -106,8 +115,20 @@ class ExecutionStatusPoller(Poller):
         self._machine_arns: list[str] = []
         self._machines_listed = -MACHINES_REFRESH_SECONDS
 
+    def told(self, execution_arn: str) -> None:
+        """An execution started or ended (moto's status point calls this, from moto's threads)."""
+        with self._told_lock:
+            self._told.append(execution_arn)
+
     def poll_once(self) -> bool:
         changes = 0
+        if self.told_mode:
+            with self._told_lock:
+                arns = list(self._told)
+                self._told.clear()
+            for arn in arns:
+                changes += self._observe(arn)
+            return changes > 0
         for machine_arn in self._machines():
             changes += self._poll_machine(machine_arn)
         return changes > 0
