@@ -1,0 +1,415 @@
+"""Load in the offline stack: 10,000 waiters on one payload, and 10,000 payloads with one waiter each.
+
+    .venv/bin/python -m bench.load                      # both shapes at 1,000 and 10,000 (make load)
+    .venv/bin/python -m bench.load --sizes 100 1000     # smaller, same checks
+
+Each run is a fresh offline stack (`coordinator_tools.local.OfflineStack`): template.yaml on an
+embedded moto server executing the state machines, the handlers in this process, the event
+sources as pollers. The waiters are real executions of `example-waiter`, started by hand
+(StartExecution, no coordinator payload of their own), each sending one process message with
+its task token for one dependency, as any workflow using the coordinator does.
+
+- **fan-in** ("10,000 waiters on one payload"): every waiter depends on the same payload, of a
+  gate workflow this benchmark adds (`<prefix>load-gate`): it sends its own task token to a
+  queue of the benchmark and waits. The benchmark opens the gate only when every waiter is
+  WAITING in the table, so update-state settles all of them at once (query pages of 100, one
+  move each) and the dispatcher resumes them all.
+- **fan-out** ("10,000 payloads with one waiter each"): waiter i depends on payload i of
+  `example-target`; process starts each dependency, update-state settles it, the dispatcher
+  resumes its one waiter.
+
+Reconcile does not run (its schedule is pushed past the run): every wake-up comes from the
+event-driven path, so "nothing lost" holds without repairs. After each run, and only then, the
+benchmark checks from the services' own records:
+
+1. every waiter execution SUCCEEDED with its dependency met (`dependencies_met` = 1), none
+   FAILED or still RUNNING;
+2. each dependency payload has exactly one execution (started once), SUCCEEDED, and its STATE
+   row is SUCCEEDED;
+3. every WAITER row moved out of WAITING and was notified once (`notified_at` set, outcome
+   recorded), and nothing is left in the `by_pending` index (no WAITING, CLAIMED, PROCESSING);
+4. every dead-letter queue of the stack is empty, and no function invocation errored.
+
+A run that breaks any of these fails the command (exit 1). The figure is the time from the
+first StartExecution to the last waiter's end (its stopDate), and the ratio of the 10,000 run
+over the 1,000 run of the same shape, measured in the same command (linear is about 10). The
+handlers run one at a time in this process (see `coordinator_tools.local.runtime`), so the
+times are a floor of what the offline stack does, not of AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from coordinator_tools.local import Intervals, OfflineStack
+
+COMMAND = ".venv/bin/python -m bench.load"
+GATE_WORKFLOW = "load-gate"
+GATE_PAYLOAD = "load-gate-1"
+WAITER_WORKFLOW = "example-waiter"
+TARGET_WORKFLOW = "example-target"
+# The benchmark's own polling for progress: slow enough not to compete with the stack.
+POLL = 1.0
+STEADY_TIMEOUT = 7200.0
+
+
+@dataclass
+class Run:
+    shape: str
+    size: int
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (observed, expected)
+    invocations: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+    timeout: float = STEADY_TIMEOUT  # for each wait of the run; past it the run stalled
+    stalled: str = ""
+
+    @property
+    def held(self) -> bool:
+        return (
+            not self.stalled
+            and self.errors == 0
+            and all(observed == expected for observed, expected in self.checks.values())
+        )
+
+
+# -- driving -------------------------------------------------------------------------------------
+
+
+def start_waiters(
+    stack: OfflineStack, run: str, dependency_of: Callable[[int], dict[str, Any]], size: int
+) -> list[str]:
+    """StartExecution of `size` example-waiter executions, each with one dependency; their ARNs."""
+    sfn = stack.client("stepfunctions")
+    machine = stack.state_machine_arn(WAITER_WORKFLOW)
+    arns: list[str] = []
+    for index in range(size):
+        response = sfn.start_execution(
+            stateMachineArn=machine,
+            name=f"{run}-w{index}",
+            input=json.dumps({"dependencies": [dependency_of(index)]}),
+        )
+        arns.append(response["executionArn"])
+    return arns
+
+
+def count_waiting(stack: OfflineStack, payload_id: str) -> int:
+    """WAITER rows of `payload_id` still WAITING (consistent query, every page)."""
+    dynamodb = stack.client("dynamodb")
+    request: dict[str, Any] = {
+        "TableName": stack.outputs["TableName"],
+        "KeyConditionExpression": "payload_id = :p AND begins_with(sk, :w)",
+        "FilterExpression": "waiter_state = :waiting",
+        "ExpressionAttributeValues": {
+            ":p": {"S": payload_id},
+            ":w": {"S": "WAITER#"},
+            ":waiting": {"S": "WAITING"},
+        },
+        "ConsistentRead": True,
+        "Select": "COUNT",
+    }
+    total = 0
+    while True:
+        page = dynamodb.query(**request)
+        total += int(page["Count"])
+        if "LastEvaluatedKey" not in page:
+            return total
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def scan(stack: OfflineStack) -> list[dict[str, Any]]:
+    """Every row of the table, as plain values (strongly consistent, every page)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    dynamodb = stack.client("dynamodb")
+    request: dict[str, Any] = {"TableName": stack.outputs["TableName"], "ConsistentRead": True}
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = dynamodb.scan(**request)
+        rows.extend(
+            {key: deserializer.deserialize(value) for key, value in item.items()} for item in page["Items"]
+        )
+        if "LastEvaluatedKey" not in page:
+            return rows
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def executions(stack: OfflineStack, workflow: str, status: str | None = None) -> list[dict[str, Any]]:
+    paginator = stack.client("stepfunctions").get_paginator("list_executions")
+    request: dict[str, Any] = {"stateMachineArn": stack.state_machine_arn(workflow)}
+    if status:
+        request["statusFilter"] = status
+    return [item for page in paginator.paginate(**request) for item in page["executions"]]
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float = STEADY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+        time.sleep(POLL)
+
+
+class Ends:
+    """The ends of waiter executions, as the stack's status events report them (no listing)."""
+
+    def __init__(self, stack: OfflineStack) -> None:
+        self.prefix = stack.state_machine_arn(WAITER_WORKFLOW).replace(":stateMachine:", ":execution:") + ":"
+        self.ended: set[str] = set()
+        self._lock = threading.Lock()
+
+    def hear(self, event: dict[str, Any]) -> None:
+        detail = event["detail"]
+        if detail["status"] != "RUNNING" and detail["executionArn"].startswith(self.prefix):
+            with self._lock:
+                self.ended.add(detail["executionArn"])
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.ended)
+
+
+# -- the gate: a dependency the benchmark finishes when it chooses -----------------------------------
+
+
+def create_gate(stack: OfflineStack) -> str:
+    """`<prefix>load-gate`: sends its task token to a queue of the benchmark, then waits for it."""
+    sqs = stack.client("sqs")
+    queue_url = sqs.create_queue(QueueName="load-gate-tokens")["QueueUrl"]
+    definition = {
+        "Comment": "A dependency the load benchmark ends: it waits for the benchmark to send its token back.",
+        "StartAt": "WaitForTheBenchmark",
+        "States": {
+            "WaitForTheBenchmark": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    prefix = stack.outputs["WorkflowPrefix"]
+    stack.client("stepfunctions").create_state_machine(
+        name=f"{prefix}{GATE_WORKFLOW}",
+        definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{stack.account_id}:role/load-gate",
+    )
+    return str(queue_url)
+
+
+def open_gate(stack: OfflineStack, queue_url: str) -> None:
+    """Receive the gate execution's token and succeed it."""
+    sqs = stack.client("sqs")
+    deadline = time.monotonic() + 600
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate execution never sent its token")
+    token = json.loads(messages[0]["Body"])["token"]
+    stack.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"opened": True}))
+
+
+# -- the two shapes -----------------------------------------------------------------------------
+
+
+def fan_in(stack: OfflineStack, run: Run, ends: Ends) -> None:
+    """`size` waiters on one payload of the gate workflow, settled at once."""
+    gate_queue = create_gate(stack)
+    dependency = {"workflow": GATE_WORKFLOW, "id": GATE_PAYLOAD}
+    started = time.monotonic()
+    start_waiters(stack, "in", lambda _index: dependency, run.size)
+    run.phases["start waiters"] = time.monotonic() - started
+    wait_until("every waiter WAITING", lambda: count_waiting(stack, GATE_PAYLOAD) == run.size, run.timeout)
+    run.phases["all registered"] = time.monotonic() - started
+    opened = time.monotonic()
+    open_gate(stack, gate_queue)
+    wait_until("every waiter ended", lambda: ends.count() == run.size, run.timeout)
+    run.phases["gate open to last waiter resumed"] = time.monotonic() - opened
+    run.seconds = time.monotonic() - started
+
+
+def fan_out(stack: OfflineStack, run: Run, ends: Ends) -> None:
+    """`size` waiters, waiter i on its own payload i of example-target."""
+    started = time.monotonic()
+    start_waiters(stack, "out", lambda index: {"workflow": TARGET_WORKFLOW, "id": f"out-{index}"}, run.size)
+    run.phases["start waiters"] = time.monotonic() - started
+    wait_until("every waiter ended", lambda: ends.count() == run.size, run.timeout)
+    run.seconds = time.monotonic() - started
+
+
+SHAPES: dict[str, tuple[str, Callable[[OfflineStack, Run, Ends], None]]] = {
+    "fan-in": ("waiters on one payload", fan_in),
+    "fan-out": ("payloads with one waiter each", fan_out),
+}
+
+
+# -- what must hold afterwards ---------------------------------------------------------------------
+
+
+def check(stack: OfflineStack, run: Run) -> None:
+    size = run.size
+    waiter_runs = executions(stack, WAITER_WORKFLOW)
+    succeeded = [item for item in waiter_runs if item["status"] == "SUCCEEDED"]
+    run.checks["waiter executions SUCCEEDED"] = (len(succeeded), size)
+    sfn = stack.client("stepfunctions")
+    met = sum(
+        json.loads(sfn.describe_execution(executionArn=item["executionArn"]).get("output") or "{}").get(
+            "dependencies_met"
+        )
+        == 1
+        for item in succeeded
+    )
+    run.checks["waiters resumed with their dependency met"] = (met, size)
+
+    dependency_workflow = GATE_WORKFLOW if run.shape == "fan-in" else TARGET_WORKFLOW
+    dependencies = 1 if run.shape == "fan-in" else size
+    started = Counter(str(item["name"]).rsplit("-", 2)[0] for item in executions(stack, dependency_workflow))
+    run.checks["dependency payloads started exactly once"] = (
+        sum(count == 1 for count in started.values()) if len(started) == dependencies else 0,
+        dependencies,
+    )
+
+    rows = scan(stack)
+    states = [row for row in rows if row["sk"] == "STATE"]
+    run.checks["dependency STATE rows SUCCEEDED"] = (
+        sum(row["state"] == "SUCCEEDED" for row in states),
+        dependencies,
+    )
+    waiter_rows = [row for row in rows if str(row["sk"]).startswith("WAITER#")]
+    run.checks["WAITER rows resolved SUCCEEDED and notified once (outcome resumed)"] = (
+        sum(
+            row.get("waiter_state") == "SUCCEEDED"
+            and bool(row.get("notified_at"))
+            and row.get("outcome") == "resumed"
+            for row in waiter_rows
+        ),
+        size,
+    )
+    run.checks["rows left in by_pending (WAITING, CLAIMED, PROCESSING)"] = (
+        sum("pending_shard" in row for row in rows),
+        0,
+    )
+
+    sqs = stack.client("sqs")
+    leftovers = 0
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if url.endswith("load-gate-tokens"):
+            continue
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        leftovers += int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+    run.checks["messages left in any queue or dead-letter queue"] = (leftovers, 0)
+
+
+# -- running and reporting ----------------------------------------------------------------------------
+
+
+def measure(shape: str, size: int, timeout: float = STEADY_TIMEOUT) -> Run:
+    """One run in a fresh stack; a run that stalls (a wait past `timeout`) is still checked."""
+    run = Run(shape, size, timeout=timeout)
+    lock = threading.Lock()
+
+    def count(record: Any) -> None:
+        with lock:
+            run.invocations[record.function] += 1
+            run.errors += int(record.errored)
+
+    # Reconcile's schedule is pushed past the run: nothing may need a repair.
+    with OfflineStack(intervals=Intervals(reconcile=STEADY_TIMEOUT * 2)) as stack:
+        stack.runtime.listeners.append(count)
+        ends = Ends(stack)
+        assert stack.status_poller is not None
+        stack.status_poller.listeners.append(ends.hear)
+        try:
+            SHAPES[shape][1](stack, run, ends)
+        except TimeoutError as stall:
+            run.stalled = str(stall)
+        check(stack, run)
+    return run
+
+
+def report(runs: list[Run]) -> str:
+    lines = [
+        "| shape | size | time | per waiter | ratio to the smaller size | invocations | checks |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    smallest: dict[str, Run] = {}
+    for run in runs:
+        base = smallest.setdefault(run.shape, run)
+        ratio = "-" if base is run else f"{run.seconds / base.seconds:.1f} (size x{run.size / base.size:.0f})"
+        invocations = ", ".join(f"{name} {count}" for name, count in sorted(run.invocations.items()))
+        failed = [name for name, (observed, expected) in run.checks.items() if observed != expected]
+        verdict = (
+            "all held"
+            if run.held
+            else "FAILED: "
+            + "; ".join(
+                [*([f"stalled ({run.stalled})"] if run.stalled else []), *failed]
+                + ([f"{run.errors} function errors"] if run.errors else [])
+            )
+        )
+        lines.append(
+            f"| {run.shape}: {run.size:,} {SHAPES[run.shape][0]} | {run.size:,} | {run.seconds:.0f} s | "
+            f"{run.seconds / run.size * 1000:.1f} ms | {ratio} | {invocations} | {verdict} |"
+        )
+    lines.append("")
+    for run in runs:
+        lines.append(
+            f"**{run.shape}, {run.size:,}**: "
+            + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in run.phases.items())
+        )
+        for name, (observed, expected) in run.checks.items():
+            lines.append(f"- {name}: {observed:,} (expected {expected:,})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES))
+    parser.add_argument("--json", help="also write the runs here, as JSON")
+    arguments = parser.parse_args(argv)
+    runs: list[Run] = []
+    for shape in arguments.shapes:
+        for size in sorted(arguments.sizes):
+            began = datetime.now().astimezone()
+            print(f"{began:%H:%M:%S} {shape} {size:,} ...", file=sys.stderr, flush=True)
+            run = measure(shape, size)
+            print(
+                f"  {run.seconds:.0f} s, {'all held' if run.held else 'FAILED'}", file=sys.stderr, flush=True
+            )
+            runs.append(run)
+    print(f"`{COMMAND} --sizes {' '.join(map(str, sorted(arguments.sizes)))}`\n")
+    print(report(runs))
+    if arguments.json:
+        with open(arguments.json, "w") as out:
+            json.dump(
+                [{**run.__dict__, "invocations": dict(run.invocations), "held": run.held} for run in runs],
+                out,
+                indent=2,
+            )
+    return 0 if all(run.held for run in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
