@@ -48,6 +48,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from coordinator_tools.local import Intervals, OfflineStack
@@ -339,9 +340,12 @@ def measure(shape: str, size: int, timeout: float = STEADY_TIMEOUT) -> Run:
         stack.status_poller.listeners.append(ends.hear)
         try:
             SHAPES[shape][1](stack, run, ends)
-        except TimeoutError as stall:
-            run.stalled = str(stall)
-        check(stack, run)
+        except Exception as stall:  # noqa: BLE001 - a stalled or broken run is reported, then checked
+            run.stalled = f"{type(stall).__name__}: {stall}"
+        try:
+            check(stack, run)
+        except Exception as broken:  # noqa: BLE001 - the report says the checks could not run
+            run.stalled += f"; the checks could not run: {type(broken).__name__}: {broken}"
     return run
 
 
@@ -381,6 +385,30 @@ def report(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+# moto runs each execution on threads of this process: a waiting example-waiter holds 6 (the
+# execution, its program, the Map, its iteration, the task and its token wait). Each thread's
+# stack is two memory maps (the stack and its guard page), and Linux caps a process's maps at
+# vm.max_map_count, 65,530 by default: about 5,000 waiting executions.
+THREADS_PER_WAITER = 7  # 6 measured, and room for the stack's own threads
+MAP_COUNT = Path("/proc/sys/vm/max_map_count")
+
+
+def too_many_threads(size: int) -> str | None:
+    """Why `size` waiters cannot wait at once in this process, or None if they can."""
+    if not MAP_COUNT.exists():
+        return None
+    allowed = int(MAP_COUNT.read_text())
+    needed = size * THREADS_PER_WAITER * 2 + 10_000  # and the interpreter's own maps
+    if needed <= allowed:
+        return None
+    suggested = max(262_144, needed)
+    return (
+        f"{size:,} waiting executions need about {size * THREADS_PER_WAITER:,} threads in moto, so "
+        f"about {needed:,} memory maps, and vm.max_map_count is {allowed:,}. Raise it for the run "
+        f"(as root: sysctl -w vm.max_map_count={suggested}), or pass smaller --sizes."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -389,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES))
     parser.add_argument("--json", help="also write the runs here, as JSON")
     arguments = parser.parse_args(argv)
+    refused = too_many_threads(max(arguments.sizes))
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     runs: list[Run] = []
     for shape in arguments.shapes:
         for size in sorted(arguments.sizes):
