@@ -76,7 +76,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 ## load: the offline stack under load: 10,000 waiters on one payload and 10,000 payloads with
-## one waiter each, against 1,000 of each; checks nothing was lost (not in make test: about an hour)
+## one waiter each, against 1,000 of each; checks nothing was lost (not in make test: about an hour).
+## moto holds ~6 threads per waiting execution: on Linux it needs vm.max_map_count >= 150000 (it says so).
 load: $(STAMP)
 	$(BIN)/python -m bench.load
 
