@@ -258,6 +258,7 @@ def main(argv: list[str]) -> Report:
     )
     parser.add_argument("--waits", type=int, default=18)
     parser.add_argument("--durations", default="2,10,60", help="seconds each dependency runs, cycled")
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON (for run_all)")
     arguments = parser.parse_args(argv)
     durations = [int(part) for part in arguments.durations.split(",")]
     outcomes, wait_calls, intervals = run(arguments.waits, durations)
