@@ -24,7 +24,7 @@ from collections import Counter
 
 from bench.common import FAKE_ENVIRONMENT, ROOT, Report, Row, emit, median, prose, table
 
-SAMPLES = 9
+SAMPLES = 15
 COMMAND = ".venv/bin/python -m bench.cold_start"
 
 CLIENTS = """
