@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import threading
 import time
@@ -386,26 +387,53 @@ def report(runs: list[Run]) -> str:
 
 
 # moto runs each execution on threads of this process: a waiting example-waiter holds 6 (the
-# execution, its program, the Map, its iteration, the task and its token wait). Each thread's
-# stack is two memory maps (the stack and its guard page), and Linux caps a process's maps at
-# vm.max_map_count, 65,530 by default: about 5,000 waiting executions.
+# execution, its program, the Map, its iteration, the task and its token wait). Linux bounds
+# threads four ways, each too low by default for 10,000 waiters (70,000 threads): every thread
+# is a pid (kernel.pid_max, 32,768 by default, shared by the whole machine), counts against
+# kernel.threads-max and the user's process limit (ulimit -u), and its stack is two memory
+# maps (the stack and its guard page) under vm.max_map_count (65,530 by default).
 THREADS_PER_WAITER = 7  # 6 measured, and room for the stack's own threads
-MAP_COUNT = Path("/proc/sys/vm/max_map_count")
+HEADROOM = 10_000  # the rest of the machine's pids and the interpreter's own maps
+
+
+def thread_limits() -> dict[str, tuple[int, str]]:
+    """Each Linux limit on this process's threads: (value, how to raise it). Empty elsewhere."""
+    proc = Path("/proc/sys")
+    if not proc.exists():
+        return {}
+    limits = {
+        name: (int((proc / path).read_text().split()[0]), f"sysctl -w {name}={{need}}")
+        for name, path in (
+            ("kernel.pid_max", "kernel/pid_max"),
+            ("kernel.threads-max", "kernel/threads-max"),
+            ("vm.max_map_count", "vm/max_map_count"),
+        )
+    }
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft != resource.RLIM_INFINITY:
+        limits["ulimit -u"] = (soft, "ulimit -u {need}")
+    return limits
 
 
 def too_many_threads(size: int) -> str | None:
-    """Why `size` waiters cannot wait at once in this process, or None if they can."""
-    if not MAP_COUNT.exists():
+    """Why `size` waiters cannot all wait at once in this process, or None if they can."""
+    threads = size * THREADS_PER_WAITER
+    need = {
+        "kernel.pid_max": threads + HEADROOM,
+        "kernel.threads-max": threads + HEADROOM,
+        "ulimit -u": threads + HEADROOM,
+        "vm.max_map_count": 2 * threads + HEADROOM,
+    }
+    short = [
+        f"{name} is {value:,}, needs {need[name]:,} (as root: {how.format(need=need[name])})"
+        for name, (value, how) in thread_limits().items()
+        if value < need[name]
+    ]
+    if not short:
         return None
-    allowed = int(MAP_COUNT.read_text())
-    needed = size * THREADS_PER_WAITER * 2 + 10_000  # and the interpreter's own maps
-    if needed <= allowed:
-        return None
-    suggested = max(262_144, needed)
     return (
-        f"{size:,} waiting executions need about {size * THREADS_PER_WAITER:,} threads in moto, so "
-        f"about {needed:,} memory maps, and vm.max_map_count is {allowed:,}. Raise it for the run "
-        f"(as root: sysctl -w vm.max_map_count={suggested}), or pass smaller --sizes."
+        f"{size:,} waiting executions need about {threads:,} threads in moto, and this machine "
+        f"allows fewer: {'; '.join(short)}. Raise them for the run, or pass smaller --sizes."
     )
 
 
