@@ -455,19 +455,21 @@ def main(argv: list[str] | None = None) -> int:
             began = datetime.now().astimezone()
             print(f"{began:%H:%M:%S} {shape} {size:,} ...", file=sys.stderr, flush=True)
             run = measure(shape, size)
-            print(
-                f"  {run.seconds:.0f} s, {'all held' if run.held else 'FAILED'}", file=sys.stderr, flush=True
-            )
             runs.append(run)
+            # Each run's report as soon as it ends: a long run stopped later keeps what it measured.
+            print(report([run]), file=sys.stderr, flush=True)
+            if arguments.json:
+                with open(arguments.json, "w") as out:
+                    json.dump(
+                        [
+                            {**done.__dict__, "invocations": dict(done.invocations), "held": done.held}
+                            for done in runs
+                        ],
+                        out,
+                        indent=2,
+                    )
     print(f"`{COMMAND} --sizes {' '.join(map(str, sorted(arguments.sizes)))}`\n")
     print(report(runs))
-    if arguments.json:
-        with open(arguments.json, "w") as out:
-            json.dump(
-                [{**run.__dict__, "invocations": dict(run.invocations), "held": run.held} for run in runs],
-                out,
-                indent=2,
-            )
     return 0 if all(run.held for run in runs) else 1
 
 
