@@ -77,7 +77,7 @@ bench: $(STAMP)
 
 ## load: the offline stack under load: 10,000 waiters on one payload and 10,000 payloads with
 ## one waiter each, against 1,000 of each; checks nothing was lost (not in make test: about an hour).
-## moto holds ~6 threads per waiting execution: on Linux it needs vm.max_map_count >= 150000 (it says so).
+## moto holds ~6 threads per waiting execution: on Linux it needs vm.max_map_count >= 500000 and kernel.pid_max >= 80000 (it says so).
 load: $(STAMP)
 	$(BIN)/python -m bench.load
 

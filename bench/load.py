@@ -390,9 +390,11 @@ def report(runs: list[Run]) -> str:
 # execution, its program, the Map, its iteration, the task and its token wait). Linux bounds
 # threads four ways, each too low by default for 10,000 waiters (70,000 threads): every thread
 # is a pid (kernel.pid_max, 32,768 by default, shared by the whole machine), counts against
-# kernel.threads-max and the user's process limit (ulimit -u), and its stack is two memory
-# maps (the stack and its guard page) under vm.max_map_count (65,530 by default).
+# kernel.threads-max and the user's process limit (ulimit -u), and takes about 7 memory maps
+# (6.8 measured: its stack, the stack's guard page, the interpreter's per-thread memory) under
+# vm.max_map_count (65,530 by default).
 THREADS_PER_WAITER = 7  # 6 measured, and room for the stack's own threads
+MAPS_PER_THREAD = 7
 HEADROOM = 10_000  # the rest of the machine's pids and the interpreter's own maps
 
 
@@ -422,7 +424,7 @@ def too_many_threads(size: int) -> str | None:
         "kernel.pid_max": threads + HEADROOM,
         "kernel.threads-max": threads + HEADROOM,
         "ulimit -u": threads + HEADROOM,
-        "vm.max_map_count": 2 * threads + HEADROOM,
+        "vm.max_map_count": MAPS_PER_THREAD * threads + HEADROOM,
     }
     short = [
         f"{name} is {value:,}, needs {need[name]:,} (as root: {how.format(need=need[name])})"
