@@ -249,7 +249,6 @@ class OfflineStack:
             account=self.account_id,
             region=self.region,
             interval=self.intervals.status,
-            told=True,
         )
         moto_patches.apply(status_listener=self.status_poller.told)
         self.pollers.append(self.status_poller)

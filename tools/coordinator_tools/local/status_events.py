@@ -1,13 +1,12 @@
 """Step Functions status changes as EventBridge events, which moto never emits.
 
 Step Functions puts an "Step Functions Execution Status Change" event on the default bus when
-an execution starts and when it ends. Offline, `ExecutionStatusPoller` learns of both one of two
-ways: told, by moto's status point (`moto_patches`: every execution start and end calls
-`told` with the execution's ARN, which costs nothing per running execution), or else by polling
-the executions of every state machine (newest first, stopping at the first one already seen,
-plus the RUNNING ones it knows of: every poll lists every running execution). Either way it
-describes the execution, builds the event in its real shape, matches it against each enabled
-rule's own pattern from the template and delivers it to the rule's Lambda targets.
+an execution starts and when it ends. Offline, `ExecutionStatusPoller` is told of both by
+moto's status point (`moto_patches`: every execution start and end calls `told` with the
+execution's ARN, so nothing is listed and a running execution costs nothing while it runs).
+At its interval it describes each execution it was told of, builds the event in its real
+shape, matches it against each enabled rule's own pattern from the template and delivers it to
+the rule's Lambda targets.
 
 Delivery is asynchronous invocation, as EventBridge does it: a function error is retried by
 Lambda (the function's EventInvokeConfig MaximumRetryAttempts, default 2), and an event still
@@ -18,10 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
+import queue
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
 FINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
-MACHINES_REFRESH_SECONDS = 2.0
 
 
 def status_change_event(execution: dict[str, Any], *, account: str, region: str) -> dict[str, Any]:
@@ -90,12 +86,9 @@ class ExecutionStatusPoller(Poller):
         account: str,
         region: str,
         interval: float,
-        told: bool = False,
     ) -> None:
         super().__init__(interval)
-        self.told_mode = told
-        self._told: deque[str] = deque()
-        self._told_lock = threading.Lock()
+        self._told: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.stepfunctions = stepfunctions
         self.sqs = sqs
         self.lambda_client = lambda_client
@@ -112,73 +105,19 @@ class ExecutionStatusPoller(Poller):
         self.known: dict[str, str] = {}  # execution ARN -> last status an event was sent for
         self.events_sent = 0
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._machine_arns: list[str] = []
-        self._machines_listed = -MACHINES_REFRESH_SECONDS
 
     def told(self, execution_arn: str) -> None:
         """An execution started or ended (moto's status point calls this, from moto's threads)."""
-        with self._told_lock:
-            self._told.append(execution_arn)
+        self._told.put(execution_arn)
 
     def poll_once(self) -> bool:
         changes = 0
-        if self.told_mode:
-            with self._told_lock:
-                arns = list(self._told)
-                self._told.clear()
-            for arn in arns:
-                changes += self._observe(arn)
-            return changes > 0
-        for machine_arn in self._machines():
-            changes += self._poll_machine(machine_arn)
-        return changes > 0
-
-    def _machines(self) -> list[str]:
-        """Every state machine in the account; listed again only every few seconds (they rarely change)."""
-        now = time.monotonic()
-        if now - self._machines_listed > MACHINES_REFRESH_SECONDS:
-            paginator = self.stepfunctions.get_paginator("list_state_machines")
-            self._machine_arns = [
-                machine["stateMachineArn"]
-                for page in paginator.paginate()
-                for machine in page["stateMachines"]
-            ]
-            self._machines_listed = now
-        return self._machine_arns
-
-    def _poll_machine(self, machine_arn: str) -> int:
-        changes = 0
-        # New executions: newest first, until a page holds one already seen.
-        token: str | None = None
         while True:
-            page = self.stepfunctions.list_executions(
-                stateMachineArn=machine_arn, maxResults=100, **({"nextToken": token} if token else {})
-            )
-            fresh = [item for item in page["executions"] if item["executionArn"] not in self.known]
-            for item in reversed(fresh):  # oldest first, the order they started in
-                changes += self._observe(item["executionArn"])
-            token = page.get("nextToken")
-            if not token or len(fresh) < len(page["executions"]):
-                break
-        # Known running executions that are running no more.
-        running: set[str] = set()
-        token = None
-        while True:
-            page = self.stepfunctions.list_executions(
-                stateMachineArn=machine_arn,
-                statusFilter="RUNNING",
-                maxResults=100,
-                **({"nextToken": token} if token else {}),
-            )
-            running.update(item["executionArn"] for item in page["executions"])
-            token = page.get("nextToken")
-            if not token:
-                break
-        prefix = machine_arn.replace(":stateMachine:", ":execution:", 1) + ":"
-        for arn, status in list(self.known.items()):
-            if status == "RUNNING" and arn.startswith(prefix) and arn not in running:
-                changes += self._observe(arn)
-        return changes
+            try:
+                execution_arn = self._told.get_nowait()
+            except queue.Empty:
+                return changes > 0
+            changes += self._observe(execution_arn)
 
     def _observe(self, execution_arn: str) -> int:
         execution = self.stepfunctions.describe_execution(executionArn=execution_arn)
