@@ -59,6 +59,7 @@ from coordinator_tools.local import Intervals, OfflineStack
 COMMAND = ".venv/bin/python -m bench.load"
 GATE_WORKFLOW = "load-gate"
 GATE_PAYLOAD = "load-gate-1"
+GATE_TOKENS_QUEUE = "load-gate-tokens"
 WAITER_WORKFLOW = "example-waiter"
 TARGET_WORKFLOW = "example-target"
 # The benchmark's own polling for progress: slow enough not to compete with the stack.
@@ -92,58 +93,49 @@ class Run:
 
 def start_waiters(
     stack: OfflineStack, run: str, dependency_of: Callable[[int], dict[str, Any]], size: int
-) -> list[str]:
-    """StartExecution of `size` example-waiter executions, each with one dependency; their ARNs."""
+) -> None:
+    """StartExecution of `size` example-waiter executions, each with one dependency."""
     sfn = stack.client("stepfunctions")
     machine = stack.state_machine_arn(WAITER_WORKFLOW)
-    arns: list[str] = []
     for index in range(size):
-        response = sfn.start_execution(
+        sfn.start_execution(
             stateMachineArn=machine,
             name=f"{run}-w{index}",
             input=json.dumps({"dependencies": [dependency_of(index)]}),
         )
-        arns.append(response["executionArn"])
-    return arns
 
 
 def count_waiting(stack: OfflineStack, payload_id: str) -> int:
     """WAITER rows of `payload_id` still WAITING (consistent query, every page)."""
-    dynamodb = stack.client("dynamodb")
-    request: dict[str, Any] = {
-        "TableName": stack.outputs["TableName"],
-        "KeyConditionExpression": "payload_id = :p AND begins_with(sk, :w)",
-        "FilterExpression": "waiter_state = :waiting",
-        "ExpressionAttributeValues": {
-            ":p": {"S": payload_id},
-            ":w": {"S": "WAITER#"},
-            ":waiting": {"S": "WAITING"},
-        },
-        "ConsistentRead": True,
-        "Select": "COUNT",
-    }
-    total = 0
-    while True:
-        page = dynamodb.query(**request)
-        total += int(page["Count"])
-        if "LastEvaluatedKey" not in page:
-            return total
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = (
+        stack.client("dynamodb")
+        .get_paginator("query")
+        .paginate(
+            TableName=stack.outputs["TableName"],
+            KeyConditionExpression="payload_id = :p AND begins_with(sk, :w)",
+            FilterExpression="waiter_state = :waiting",
+            ExpressionAttributeValues={
+                ":p": {"S": payload_id},
+                ":w": {"S": "WAITER#"},
+                ":waiting": {"S": "WAITING"},
+            },
+            ConsistentRead=True,
+            Select="COUNT",
+        )
+    )
+    return sum(int(page["Count"]) for page in pages)
 
 
 def scan(stack: OfflineStack) -> list[dict[str, Any]]:
     """Every row of the table, as plain values (strongly consistent, every page)."""
     from coordinator.table import from_item  # the layer's decoding, on sys.path once a stack runs
 
-    dynamodb = stack.client("dynamodb")
-    request: dict[str, Any] = {"TableName": stack.outputs["TableName"], "ConsistentRead": True}
-    rows: list[dict[str, Any]] = []
-    while True:
-        page = dynamodb.scan(**request)
-        rows.extend(from_item(item) for item in page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return rows
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = (
+        stack.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=stack.outputs["TableName"], ConsistentRead=True)
+    )
+    return [from_item(item) for page in pages for item in page["Items"]]
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float = STEADY_TIMEOUT) -> None:
@@ -179,7 +171,7 @@ class Ends:
 def create_gate(stack: OfflineStack) -> str:
     """`<prefix>load-gate`: sends its task token to a queue of the benchmark, then waits for it."""
     sqs = stack.client("sqs")
-    queue_url = sqs.create_queue(QueueName="load-gate-tokens")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=GATE_TOKENS_QUEUE)["QueueUrl"]
     definition = {
         "Comment": "A dependency the load benchmark ends: it waits for the benchmark to send its token back.",
         "StartAt": "WaitForTheBenchmark",
@@ -299,7 +291,7 @@ def check(stack: OfflineStack, run: Run) -> None:
     sqs = stack.client("sqs")
     leftovers = 0
     for url in sqs.list_queues().get("QueueUrls", []):
-        if url.endswith("load-gate-tokens"):
+        if url.endswith(f"/{GATE_TOKENS_QUEUE}"):
             continue
         attributes = sqs.get_queue_attributes(
             QueueUrl=url,
