@@ -11,16 +11,14 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import boto3
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
 
 from coordinator.services import Services
 from coordinator.settings import Settings
-from coordinator.table import STATE_KEY, WAITER_PREFIX, PayloadState
+from coordinator.table import STATE_KEY, WAITER_PREFIX, PayloadState, from_item
 from functions.dispatcher import app as dispatcher_app
 from functions.process import app as process_app
 from functions.reconcile import app as reconcile_app
@@ -30,14 +28,7 @@ from tests.support.crashes import CallLog, TaskTokens
 from tests.support.factories import status_event
 from tests.support.template import table_create_kwargs, table_ttl_specification
 
-_deserializer = TypeDeserializer()
 PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-
-
-def plain(item: dict[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item as plain values (numbers as int)."""
-    values = {name: _deserializer.deserialize(value) for name, value in item.items()}
-    return {name: int(value) if isinstance(value, Decimal) else value for name, value in values.items()}
 
 
 @dataclass
@@ -72,7 +63,7 @@ class World:
         request: dict[str, Any] = {"TableName": TABLE, "ConsistentRead": True}
         while True:
             page = self.lab.look.dynamodb.scan(**request)
-            items.extend(plain(item) for item in page.get("Items", []))
+            items.extend(from_item(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -39,9 +39,10 @@ from coordinator.process import process_request
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
+from coordinator.table import from_item
 from tests.conftest import TABLE
 from tests.functional.test_interleavings import process_as_cirrus_draft
-from tests.reliability.conftest import Lab, World, plain
+from tests.reliability.conftest import Lab, World
 from tests.support.crashes import Call, CallLog, remember_params
 from tests.support.factories import callback, request
 from tests.support.interleavings import Abandoned, Turnstile
@@ -263,7 +264,7 @@ class Race:
         access = access_of(call)
         if self._moves_w1(call):
             look = self.lab.look.dynamodb
-            self.record = plain(
+            self.record = from_item(
                 look.get_item(TableName=TABLE, Key=call.params["Key"], ConsistentRead=True)["Item"]
             )
             access = Access(access.reads, access.writes | {self._record_item()})
