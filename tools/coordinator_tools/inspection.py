@@ -92,16 +92,8 @@ def waiters(target: Target, payload_id: str) -> list[dict[str, Any]]:
 
 
 def _query_all(target: Target, **request: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    start: dict[str, Any] | None = None
-    while True:
-        page = target.client("dynamodb").query(
-            TableName=target.table_name, **request, **({"ExclusiveStartKey": start} if start else {})
-        )
-        rows.extend(from_item(item) for item in page.get("Items", []))
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return rows
+    pages = target.client("dynamodb").get_paginator("query").paginate(TableName=target.table_name, **request)
+    return [from_item(item) for page in pages for item in page.get("Items", [])]
 
 
 @dataclass
