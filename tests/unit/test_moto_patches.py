@@ -353,3 +353,129 @@ def test_moto_lists_its_folder_for_every_route_without_the_patch(monkeypatch: py
     listings, routes = listings_for_three_routes(monkeypatch)
     assert listings == 3
     assert {"sqs", "stepfunctions", "dynamodb"} <= set(routes[0])
+
+
+# -- Query reads only its partition ---------------------------------------------------------------
+
+
+def a_table_of_partitions(partitions: int, rows: int) -> Any:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="parts",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "shard", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_shard",
+                "KeySchema": [{"AttributeName": "shard", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    for p in range(partitions):
+        for r in reversed(range(rows)):  # stored out of order: the answer must still be sorted
+            kind = "WAITER" if r else "STATE"
+            item = {"pk": {"S": f"p{p:02}"}, "sk": {"S": f"{kind}#{r:02}"}, "n": {"N": str(r)}}
+            if r % 2:
+                item["shard"] = {"S": f"s{r % 3}"}
+            dynamodb.put_item(TableName="parts", Item=item)
+    return dynamodb
+
+
+def queries_of_a_table_of_thirty_partitions(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[Any]]:
+    """The items each Query took from `all_items`, and every answer, for a spread of queries."""
+    from moto.dynamodb.models.table import Table
+
+    dynamodb = a_table_of_partitions(30, 6)
+    sizes: list[int] = []
+    all_items = Table.all_items  # patched or moto's own, whichever is in place now
+
+    def counting(self: Any) -> Any:
+        items = all_items(self)
+        sizes.append(len(items))
+        return items
+
+    monkeypatch.setattr(Table, "all_items", counting)
+    waiters = {":p": {"S": "p07"}, ":w": {"S": "WAITER#"}}
+    answers: list[Any] = [
+        dynamodb.query(
+            TableName="parts",
+            KeyConditionExpression="pk = :p AND begins_with(sk, :w)",
+            ExpressionAttributeValues=waiters,
+        )["Items"],
+        dynamodb.query(
+            TableName="parts",
+            KeyConditionExpression="pk = :p",
+            FilterExpression="n > :two",
+            ExpressionAttributeValues={":p": {"S": "p29"}, ":two": {"N": "2"}},
+            ScanIndexForward=False,
+        )["Items"],
+        [
+            page["Items"]
+            for page in dynamodb.get_paginator("query").paginate(
+                TableName="parts",
+                KeyConditionExpression="pk = :p AND begins_with(sk, :w)",
+                ExpressionAttributeValues=waiters,
+                PaginationConfig={"PageSize": 2},
+            )
+        ],
+        dynamodb.query(
+            TableName="parts",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "nobody"}},
+        )["Items"],
+        sorted(
+            (item["pk"]["S"], item["sk"]["S"])
+            for item in dynamodb.query(
+                TableName="parts",
+                IndexName="by_shard",
+                KeyConditionExpression="shard = :s",
+                ExpressionAttributeValues={":s": {"S": "s1"}},
+            )["Items"]
+        ),
+        len(dynamodb.scan(TableName="parts")["Items"]),  # the absent partition was not created
+    ]
+    return sizes, answers
+
+
+def expected_answers() -> list[Any]:
+    def row(p: int, r: int) -> dict[str, Any]:
+        kind = "WAITER" if r else "STATE"
+        item = {"pk": {"S": f"p{p:02}"}, "sk": {"S": f"{kind}#{r:02}"}, "n": {"N": str(r)}}
+        if r % 2:
+            item["shard"] = {"S": f"s{r % 3}"}
+        return item
+
+    waiters = [row(7, r) for r in range(1, 6)]
+    return [
+        waiters,
+        [row(29, r) for r in (5, 4, 3)],
+        [waiters[0:2], waiters[2:4], waiters[4:5]],
+        [],
+        sorted((f"p{p:02}", f"WAITER#{r:02}") for p in range(30) for r in (1,)),
+        180,
+    ]
+
+
+def test_a_query_of_the_table_key_reads_its_partition_alone_with_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_patches.patched():
+        sizes, answers = queries_of_a_table_of_thirty_partitions(monkeypatch)
+    # Queries of one partition read its 6 items (3 pages of one read 6 each), an absent one 0;
+    # the index query and the Scan still read all 180.
+    assert sizes == [6, 6, 6, 6, 6, 0, 180, 180]
+    assert answers == expected_answers()
+
+
+def test_moto_reads_and_sorts_the_whole_table_for_every_query_without_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes, answers = queries_of_a_table_of_thirty_partitions(monkeypatch)
+    assert sizes == [180] * 8
+    assert answers == expected_answers()

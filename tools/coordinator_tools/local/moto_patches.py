@@ -195,6 +195,47 @@ def _modules_listed_once(original: Callable[[], Any]) -> Callable[[], Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Cost: a Query on a table's own key reads and sorts the whole table. `Table.query` takes its
+# candidates from `all_items()`, which sorts every item of every partition, and only then keeps
+# those whose hash key matches: each Query costs n·log n of the table, however small its
+# partition. moto keeps each partition apart already (`Table.items[hash][range]`); inside a
+# Query of the table's own key (no index), `all_items()` answers that partition's items alone,
+# in the same order. Index queries (by_pending) still read every item: an index has no such map.
+# ---------------------------------------------------------------------------------------------
+_querying = threading.local()
+
+
+def _query_reads_its_partition(original: Callable[..., Any]) -> Callable[..., Any]:
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        # moto's backend passes index_name as the 8th positional argument (7th after hash_key).
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if hash_key is None or index_name is not None:
+            return original(self, hash_key, *args, **kwargs)
+        _querying.partition = (self, hash_key)
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            _querying.partition = None
+
+    return query
+
+
+def _all_items_of_the_queried_partition(original: Callable[..., Any]) -> Callable[..., Any]:
+    def all_items(self: Any) -> Any:
+        partition = getattr(_querying, "partition", None)
+        if partition is None or partition[0] is not self:
+            return original(self)
+        stored = self.items.get(partition[1])  # .get: the defaultdict must not grow a partition
+        if stored is None:
+            return []
+        if not self.range_key_attr:
+            return [stored]
+        return sorted(stored.values(), key=lambda item: item.range_key)
+
+    return all_items
+
+
+# ---------------------------------------------------------------------------------------------
 # The status point: tell the listener of every execution start and end.
 # ---------------------------------------------------------------------------------------------
 def _start_told(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -258,6 +299,7 @@ _QUEUE_COUNTS = (
 def _patches() -> list[_Patch]:
     from moto import backends
     from moto.awslambda.models import LambdaFunction
+    from moto.dynamodb.models.table import Table
     from moto.sqs.models import Queue, SQSBackend
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -268,6 +310,8 @@ def _patches() -> list[_Patch]:
         _Patch(SQSBackend, "is_message_valid_based_on_retention_period", _retention_check_reads_the_queue),
         _Patch(SQSBackend, "send_message", _send_without_counting(SQSBackend.send_message)),
         *(_Patch(Queue, name, _count_unless_sending(Queue.__dict__[name])) for name in _QUEUE_COUNTS),
+        _Patch(Table, "query", _query_reads_its_partition(Table.query)),
+        _Patch(Table, "all_items", _all_items_of_the_queried_partition(Table.all_items)),
         _Patch(Execution, "start", _start_told(Execution.start)),
         _Patch(
             BaseExecutionWorkerCommunication,
