@@ -8,8 +8,9 @@ were read and measured; see BRIEF §6):
   `tests/unit/test_moto_patches.py` shows the defect without the patch and its fix with it.
 - **Costs**: places where moto does work proportional to a whole queue for every message, or
   to a whole table for every Query, so a load run (`bench/load.py`, thousands of messages in
-  flight, tens of thousands of items) goes quadratic in moto rather than in the coordinator. Each patch gives the same answers as moto's own code (the tests
-  compare them) with work proportional to what was asked.
+  flight, tens of thousands of items) goes quadratic in moto rather than in the coordinator.
+  Each patch gives the same answers as moto's own code (the tests compare them) with work
+  proportional to what was asked.
 - **The Lambda invoke point**: moto runs Lambda code only in Docker. `LambdaFunction._invoke_lambda`
   is the one method every invocation passes through (the Invoke API, and so the Lambda tasks of
   state machines), so routing it to an in-process handler covers every caller at once.
