@@ -61,7 +61,12 @@ def translate(
             properties[path_property] = f"s3://{OFFLINE_BUCKET}/{local}"
     translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=region))
     values: dict[str, Any] = {"AWS::AccountId": account_id, "AWS::StackName": stack_name, **parameters}
-    return translator.translate(sam, parameter_values=values, get_managed_policy_map=no_managed_policies)
+    try:
+        return translator.translate(sam, parameter_values=values, get_managed_policy_map=no_managed_policies)
+    finally:
+        # The translator counts its own usage for a publisher that, offline, discards it; left
+        # unpublished, it warns "There are unpublished metrics" whenever it is collected.
+        translator.metrics.publish()
 
 
 def local_path(location: Any) -> str | None:
