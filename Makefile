@@ -76,9 +76,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 ## load: the offline stack under load: 10,000 waiters on one payload and 10,000 payloads with
-## one waiter each, against 1,000 of each; checks nothing was lost (not in make test: about an hour).
-## moto holds ~6 threads per waiting execution: on Linux it needs vm.max_map_count >= 500000 and kernel.pid_max >= 80000 (it says so).
-## LOAD_SIZES="1000 3000" for what finishes on a 2-core machine (docs/reliability.md, Load).
+## one waiter each, against 1,000 of each; checks nothing was lost (not in make test: about an
+## hour on 2 cores). moto holds ~6 threads per waiting execution: on Linux it needs
+## vm.max_map_count >= 500000 and kernel.pid_max >= 80000 (it checks, and says what to raise).
+## Smaller runs: LOAD_SIZES="100 1000" (docs/reliability.md, Load).
 LOAD_SIZES ?= 1000 10000
 load: $(STAMP)
 	$(BIN)/python -m bench.load --sizes $(LOAD_SIZES)
