@@ -11,7 +11,7 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -479,3 +479,107 @@ def test_moto_reads_and_sorts_the_whole_table_for_every_query_without_the_patch(
     sizes, answers = queries_of_a_table_of_thirty_partitions(monkeypatch)
     assert sizes == [180] * 8
     assert answers == expected_answers()
+
+
+# -- SendTask* asks the pool that issued the token ----------------------------------------------
+
+
+def three_waiting_executions() -> tuple[Any, list[str], list[str]]:
+    """Three executions parked on task tokens: (client, execution ARNs, tokens, in start order)."""
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="tokens")["QueueUrl"]
+    stepfunctions = boto3.client("stepfunctions")
+    definition = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {
+                    "QueueUrl": queue_url,
+                    "MessageBody": {"token.$": "$$.Task.Token", "n.$": "$.n"},
+                },
+                "End": True,
+            }
+        },
+    }
+    machine = stepfunctions.create_state_machine(
+        name="waits", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    arns = [
+        stepfunctions.start_execution(stateMachineArn=machine, name=f"w{n}", input=json.dumps({"n": n}))[
+            "executionArn"
+        ]
+        for n in range(3)
+    ]
+    tokens: dict[int, str] = {}
+    deadline = time.monotonic() + 10
+    while len(tokens) < 3 and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            body = json.loads(message["Body"])
+            tokens[body["n"]] = body["token"]
+    assert len(tokens) == 3, "the tasks never sent their tokens"
+    return stepfunctions, arns, [tokens[n] for n in range(3)]
+
+
+def answers_to_send_task_calls(monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    """Pools asked to resume the last of three waiters, and what each SendTask* call answered."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackPoolManager
+
+    stepfunctions, arns, tokens = three_waiting_executions()
+    asked = [0]
+    notify = CallbackPoolManager.notify
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        asked[0] += 1
+        return notify(self, *args, **kwargs)
+
+    monkeypatch.setattr(CallbackPoolManager, "notify", counting)
+
+    def answer(call: Callable[[], Any]) -> str:
+        try:
+            call()
+        except ClientError as error:
+            return str(error.response["Error"]["Code"])
+        return "ok"
+
+    answers = [answer(lambda: stepfunctions.send_task_success(taskToken=tokens[2], output="{}"))]
+    pools_asked = asked[0]
+    answers += [
+        wait_for_end(stepfunctions, arns[2])["status"],
+        answer(lambda: stepfunctions.send_task_success(taskToken=tokens[2], output="{}")),  # ended
+        answer(lambda: stepfunctions.send_task_heartbeat(taskToken=tokens[1])),
+        answer(lambda: stepfunctions.send_task_failure(taskToken=tokens[1], error="E", cause="c")),
+        wait_for_end(stepfunctions, arns[1])["status"],
+        answer(lambda: stepfunctions.send_task_success(taskToken="no-such-token", output="{}")),
+        answer(lambda: stepfunctions.send_task_success(taskToken=tokens[0], output="{}")),
+        wait_for_end(stepfunctions, arns[0])["status"],
+    ]
+    return pools_asked, answers
+
+
+# What moto answers, with or without the patch: resumed and ended; the ended execution's token
+# refused as unknown (moto looks only through running executions); a heartbeat for a task with
+# no HeartbeatSeconds refused the same way; a failure delivered; an unknown token refused; the
+# first waiter resumed last.
+SEND_TASK_ANSWERS = [
+    *("ok", "SUCCEEDED", "InvalidToken", "InvalidToken"),
+    *("ok", "FAILED", "InvalidToken", "ok", "SUCCEEDED"),
+]
+
+
+def test_send_task_calls_ask_only_the_pool_that_issued_the_token_with_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with moto_patches.patched():
+        pools_asked, answers = answers_to_send_task_calls(monkeypatch)
+    assert pools_asked == 1
+    assert answers == SEND_TASK_ANSWERS
+
+
+def test_moto_asks_every_execution_for_a_token_without_the_patch(
+    executing_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pools_asked, answers = answers_to_send_task_calls(monkeypatch)
+    assert pools_asked == 3  # the last of three waiters: every pool before it was asked first
+    assert answers == SEND_TASK_ANSWERS

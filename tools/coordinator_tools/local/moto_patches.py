@@ -32,6 +32,7 @@ import logging
 import threading
 import traceback
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -237,6 +238,65 @@ def _all_items_of_the_queried_partition(original: Callable[..., Any]) -> Callabl
 
 
 # ---------------------------------------------------------------------------------------------
+# Cost: SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat look through every execution for
+# the token. Each lists every execution of every state machine (`_get_executions`) and asks each
+# one's callback pool for the token in turn: with 10,000 waiters parked, every resume asks up to
+# 10,000 pools. Tokens are unique, so the pool that issued one is the only one that can answer:
+# the pools are indexed by token as they issue them, each pool knows its execution, and the call
+# runs moto's own code over that one execution (still one of this backend's, and still filtered
+# by status as moto filters). A token no pool issued falls through to moto's full search.
+# ---------------------------------------------------------------------------------------------
+_token_pools: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_narrowed = threading.local()
+
+
+def _pool_indexes_its_tokens(original: Callable[..., Any]) -> Callable[..., Any]:
+    def add(self: Any, callback_id: str) -> Any:
+        endpoint = original(self, callback_id)
+        _token_pools[callback_id] = self
+        return endpoint
+
+    return add
+
+
+def _pool_knows_its_execution(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_evaluation_environment(self: Any) -> Any:
+        env = original(self)
+        env.callback_pool_manager.coordinator_execution = weakref.ref(self._execution_communication.execution)
+        return env
+
+    return get_evaluation_environment
+
+
+def _executions_narrowed(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_executions(self: Any, execution_status: Any = None) -> list[Any]:
+        execution = getattr(_narrowed, "execution", None)
+        if execution is None:
+            return list(original(self, execution_status))
+        if not any(execution in machine.executions for machine in self.state_machines):
+            return []  # not this backend's (another account or Region, or its machine deleted)
+        return [execution] if execution_status is None or execution_status == execution.status else []
+
+    return get_executions
+
+
+def _token_found_by_its_pool(original: Callable[..., Any]) -> Callable[..., Any]:
+    def send(self: Any, task_token: str, *args: Any, **kwargs: Any) -> Any:
+        pool = _token_pools.get(task_token)
+        owner = getattr(pool, "coordinator_execution", None)
+        execution = owner() if owner is not None else None
+        if execution is None:
+            return original(self, task_token, *args, **kwargs)
+        _narrowed.execution = execution
+        try:
+            return original(self, task_token, *args, **kwargs)
+        finally:
+            _narrowed.execution = None
+
+    return send
+
+
+# ---------------------------------------------------------------------------------------------
 # The status point: tell the listener of every execution start and end.
 # ---------------------------------------------------------------------------------------------
 def _start_told(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -302,7 +362,9 @@ def _patches() -> list[_Patch]:
     from moto.awslambda.models import LambdaFunction
     from moto.dynamodb.models.table import Table
     from moto.sqs.models import Queue, SQSBackend
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackPoolManager
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -313,6 +375,25 @@ def _patches() -> list[_Patch]:
         *(_Patch(Queue, name, _count_unless_sending(Queue.__dict__[name])) for name in _QUEUE_COUNTS),
         _Patch(Table, "query", _query_reads_its_partition(Table.query)),
         _Patch(Table, "all_items", _all_items_of_the_queried_partition(Table.all_items)),
+        _Patch(CallbackPoolManager, "add", _pool_indexes_its_tokens(CallbackPoolManager.add)),
+        _Patch(
+            ExecutionWorker,
+            "_get_evaluation_environment",
+            _pool_knows_its_execution(ExecutionWorker._get_evaluation_environment),
+        ),
+        _Patch(
+            StepFunctionsParserBackend,
+            "_get_executions",
+            _executions_narrowed(StepFunctionsParserBackend._get_executions),
+        ),
+        *(
+            _Patch(
+                StepFunctionsParserBackend,
+                name,
+                _token_found_by_its_pool(getattr(StepFunctionsParserBackend, name)),
+            )
+            for name in ("send_task_success", "send_task_failure", "send_task_heartbeat")
+        ),
         _Patch(Execution, "start", _start_told(Execution.start)),
         _Patch(
             BaseExecutionWorkerCommunication,
