@@ -424,10 +424,10 @@ def too_many_threads(size: int) -> str | None:
 
 # Linux 6.16 and later give each threaded process a private futex hash, sized for its CPUs (16
 # slots on 2 cores) however many threads it has. Every lock or condition wake walks one slot's
-# chain of waiting threads, so with 60,000 parked threads each wake walks thousands: measured here
-# (kernel 6.18), 20,000 GIL-style handoffs took 21 s beside 60,000 waiting threads and 0.5 s
-# beside none, the kernel spending 2/3 of the process's CPU in futex_wake. A slot per thread
-# gives the chains back their length of one.
+# chain of waiting threads, so with 60,000 parked threads each wake walks thousands: on kernel
+# 6.18 here, 20,000 handoffs between two threads took 9.7 s beside 60,000 parked threads and
+# 1.05 s beside none (`python -m bench.futex_handoffs`), and a 10,000-waiter run spent 2/3 of
+# its CPU in futex_wake. A slot per thread gives the chains back a length of about one.
 PR_FUTEX_HASH = 78
 PR_FUTEX_HASH_SET_SLOTS = 1
 PR_FUTEX_HASH_GET_SLOTS = 2

@@ -59,3 +59,18 @@ def test_a_machine_short_of_threads_is_refused_with_what_to_raise(monkeypatch: p
     assert "kernel.pid_max is 32,768, needs 80,000 (as root: sysctl -w kernel.pid_max=80000)" in refused
     assert "max_map_count" not in refused  # the limit that is high enough is not mentioned
     assert load.too_many_threads(1_000) is None  # 17,000 pids fit under 32,768
+
+
+def test_the_handoff_benchmark_measures_both_hashes(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import futex_handoffs
+
+    assert futex_handoffs.main(["--parked", "0", "50", "--handoffs", "50"]) == 0
+
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| 0 |") or line.startswith("| 50 |")
+    ]
+    assert len(rows) == 2
+    if sys.platform.startswith("linux") and "-1 slots" not in rows[1]:
+        assert "(64 slots) |" in rows[1]  # 50 parked threads: the power of two at or above 50
