@@ -47,8 +47,8 @@ def wait_for_end(stepfunctions: Any, execution_arn: str) -> dict[str, Any]:
     raise AssertionError(f"{execution_arn} still running")
 
 
-def waiting_task_token(executing_moto: None) -> tuple[Any, str, str]:
-    """An execution parked on a task token; returns (client, execution ARN, token)."""
+def waiting_executions(count: int) -> tuple[Any, list[str], list[str]]:
+    """`count` executions parked on task tokens: (client, execution ARNs, tokens, in start order)."""
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="tokens")["QueueUrl"]
     stepfunctions = boto3.client("stepfunctions")
@@ -58,7 +58,10 @@ def waiting_task_token(executing_moto: None) -> tuple[Any, str, str]:
             "Wait": {
                 "Type": "Task",
                 "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "Parameters": {
+                    "QueueUrl": queue_url,
+                    "MessageBody": {"token.$": "$$.Task.Token", "n.$": "$.n"},
+                },
                 "End": True,
             }
         },
@@ -66,14 +69,26 @@ def waiting_task_token(executing_moto: None) -> tuple[Any, str, str]:
     machine = stepfunctions.create_state_machine(
         name="waits", definition=json.dumps(definition), roleArn=ROLE
     )["stateMachineArn"]
-    execution_arn = stepfunctions.start_execution(stateMachineArn=machine, name="one")["executionArn"]
+    arns = [
+        stepfunctions.start_execution(stateMachineArn=machine, name=f"w{n}", input=json.dumps({"n": n}))[
+            "executionArn"
+        ]
+        for n in range(count)
+    ]
+    tokens: dict[int, str] = {}
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
-        if messages:
-            return stepfunctions, execution_arn, json.loads(messages[0]["Body"])["token"]
-        time.sleep(0.02)
-    raise AssertionError("the task never sent its token")
+    while len(tokens) < count and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            body = json.loads(message["Body"])
+            tokens[body["n"]] = body["token"]
+    assert len(tokens) == count, "the tasks never sent their tokens"
+    return stepfunctions, arns, [tokens[n] for n in range(count)]
+
+
+def waiting_task_token(executing_moto: None) -> tuple[Any, str, str]:
+    """An execution parked on a task token; returns (client, execution ARN, token)."""
+    stepfunctions, (execution_arn,), (token,) = waiting_executions(1)
+    return stepfunctions, execution_arn, token
 
 
 CAUSE = json.dumps({"payload_id": "dep", "state": "FAILED"})
@@ -484,49 +499,11 @@ def test_moto_reads_and_sorts_the_whole_table_for_every_query_without_the_patch(
 # -- SendTask* asks the pool that issued the token ----------------------------------------------
 
 
-def three_waiting_executions() -> tuple[Any, list[str], list[str]]:
-    """Three executions parked on task tokens: (client, execution ARNs, tokens, in start order)."""
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="tokens")["QueueUrl"]
-    stepfunctions = boto3.client("stepfunctions")
-    definition = {
-        "StartAt": "Wait",
-        "States": {
-            "Wait": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {
-                    "QueueUrl": queue_url,
-                    "MessageBody": {"token.$": "$$.Task.Token", "n.$": "$.n"},
-                },
-                "End": True,
-            }
-        },
-    }
-    machine = stepfunctions.create_state_machine(
-        name="waits", definition=json.dumps(definition), roleArn=ROLE
-    )["stateMachineArn"]
-    arns = [
-        stepfunctions.start_execution(stateMachineArn=machine, name=f"w{n}", input=json.dumps({"n": n}))[
-            "executionArn"
-        ]
-        for n in range(3)
-    ]
-    tokens: dict[int, str] = {}
-    deadline = time.monotonic() + 10
-    while len(tokens) < 3 and time.monotonic() < deadline:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-            body = json.loads(message["Body"])
-            tokens[body["n"]] = body["token"]
-    assert len(tokens) == 3, "the tasks never sent their tokens"
-    return stepfunctions, arns, [tokens[n] for n in range(3)]
-
-
 def answers_to_send_task_calls(monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
     """Pools asked to resume the last of three waiters, and what each SendTask* call answered."""
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackPoolManager
 
-    stepfunctions, arns, tokens = three_waiting_executions()
+    stepfunctions, arns, tokens = waiting_executions(3)
     asked = [0]
     notify = CallbackPoolManager.notify
 
