@@ -23,7 +23,7 @@ COMMAND = ".venv/bin/python -m bench.futex_handoffs"
 
 PROBE = textwrap.dedent(
     """
-    import ctypes, json, sys, threading, time
+    import json, sys, threading, time
     from bench import load
 
     parked, handoffs, widen = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "widen"
@@ -44,10 +44,7 @@ PROBE = textwrap.dedent(
         ping.set(); pong.wait(); pong.clear()
     seconds = time.perf_counter() - began
     partner.join()
-    zero = ctypes.c_ulong(0)
-    libc = ctypes.CDLL(None)
-    slots = libc.prctl(load.PR_FUTEX_HASH, load.PR_FUTEX_HASH_GET_SLOTS, zero, zero, zero)
-    print(json.dumps({"seconds": seconds, "slots": slots, "said": said}))
+    print(json.dumps({"seconds": seconds, "slots": load.futex_hash_slots(), "said": said}))
     """
 )
 

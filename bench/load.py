@@ -433,21 +433,35 @@ PR_FUTEX_HASH_SET_SLOTS = 1
 PR_FUTEX_HASH_GET_SLOTS = 2
 
 
+def _futex_hash_prctl(operation: int, slots: int = 0) -> tuple[int, int]:
+    """prctl(PR_FUTEX_HASH, operation, slots): (its answer, errno). Linux only."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    zero = ctypes.c_ulong(0)
+    answer = int(libc.prctl(PR_FUTEX_HASH, operation, ctypes.c_ulong(slots), zero, zero))
+    return answer, ctypes.get_errno()
+
+
+def futex_hash_slots() -> int:
+    """Slots of this process's private futex hash; 0 if it uses the global one, -1 if none can be read."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    return _futex_hash_prctl(PR_FUTEX_HASH_GET_SLOTS)[0]
+
+
 def widen_futex_hash(threads: int) -> str:
     """Size this process's private futex hash for `threads` waiting threads; say what was done."""
     if not sys.platform.startswith("linux"):
         return "no private futex hash to size (not Linux)"
-    import ctypes
     import os
 
-    libc = ctypes.CDLL(None, use_errno=True)
     slots = 1 << max(threads - 1, 1).bit_length()  # the kernel takes powers of two
-    arguments = (ctypes.c_ulong(0), ctypes.c_ulong(0))
-    if libc.prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, ctypes.c_ulong(slots), *arguments) != 0:
+    answer, errno = _futex_hash_prctl(PR_FUTEX_HASH_SET_SLOTS, slots)
+    if answer != 0:
         # EINVAL before 6.16: the kernel has one global hash, sized at boot, and nothing to set.
-        return f"futex hash left as the kernel keeps it ({os.strerror(ctypes.get_errno())})"
-    now = libc.prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, *arguments, ctypes.c_ulong(0))
-    return f"private futex hash: {now:,} slots for about {threads:,} threads"
+        return f"futex hash left as the kernel keeps it ({os.strerror(errno)})"
+    return f"private futex hash: {futex_hash_slots():,} slots for about {threads:,} threads"
 
 
 def main(argv: list[str] | None = None) -> int:
