@@ -156,23 +156,30 @@ def _retention_check_reads_the_queue(self: Any, queue_name: str, message: Any) -
 # counts are not computed (the properties answer 0 on that thread, for that call only); every
 # other reader of the counts, GetQueueAttributes first, still gets moto's own count.
 # ---------------------------------------------------------------------------------------------
+@contextmanager
+def _for_this_call(local: threading.local, name: str, value: Any) -> Iterator[None]:
+    """`local.name` is `value` on this thread while one call of moto's runs, then unset again."""
+    setattr(local, name, value)
+    try:
+        yield
+    finally:
+        setattr(local, name, None)
+
+
 _not_counting = threading.local()
 
 
 def _send_without_counting(original: Callable[..., Any]) -> Callable[..., Any]:
     def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
-        _not_counting.active = True
-        try:
+        with _for_this_call(_not_counting, "active", True):
             return original(self, *args, **kwargs)
-        finally:
-            _not_counting.active = False
 
     return send_message
 
 
 def _count_unless_sending(original: property) -> property:
     def count(self: Any) -> int:
-        if getattr(_not_counting, "active", False):
+        if getattr(_not_counting, "active", None):
             return 0
         return int(original.fget(self))  # type: ignore[misc]
 
@@ -213,11 +220,8 @@ def _query_reads_its_partition(original: Callable[..., Any]) -> Callable[..., An
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         if hash_key is None or index_name is not None:
             return original(self, hash_key, *args, **kwargs)
-        _querying.partition = (self, hash_key)
-        try:
+        with _for_this_call(_querying, "partition", (self, hash_key)):
             return original(self, hash_key, *args, **kwargs)
-        finally:
-            _querying.partition = None
 
     return query
 
@@ -287,11 +291,8 @@ def _token_found_by_its_pool(original: Callable[..., Any]) -> Callable[..., Any]
         execution = owner() if owner is not None else None
         if execution is None:
             return original(self, task_token, *args, **kwargs)
-        _narrowed.execution = execution
-        try:
+        with _for_this_call(_narrowed, "execution", execution):
             return original(self, task_token, *args, **kwargs)
-        finally:
-            _narrowed.execution = None
 
     return send
 
