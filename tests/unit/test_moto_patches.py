@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -37,14 +38,25 @@ def stepfunctions(executing_moto: None) -> Any:
     return boto3.client("stepfunctions")
 
 
+# A bound on waits that only catches a hang: a wait ends on its condition, long before this.
+HANG_GUARD = 60.0
+
+
 def wait_for_end(stepfunctions: Any, execution_arn: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        described = stepfunctions.describe_execution(executionArn=execution_arn)
-        if described["status"] != "RUNNING":
-            return dict(described)
+    """DescribeExecution once the execution has ended (moto's worker thread ends it)."""
+    deadline = time.monotonic() + HANG_GUARD
+    while (described := stepfunctions.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{execution_arn} still running after {HANG_GUARD} s"
         time.sleep(0.02)
-    raise AssertionError(f"{execution_arn} still running")
+    return dict(described)
+
+
+def story_of(stepfunctions: Any, execution_arn: str) -> str:
+    """An execution's status, error and history events, for a failure message."""
+    described = stepfunctions.describe_execution(executionArn=execution_arn)
+    events = stepfunctions.get_execution_history(executionArn=execution_arn)["events"]
+    kinds = ", ".join(event["type"] for event in events)
+    return f"{execution_arn}: {described['status']} {described.get('error')} {described.get('cause')} [{kinds}]"
 
 
 def waiting_executions(count: int) -> tuple[Any, list[str], list[str]]:
@@ -76,12 +88,18 @@ def waiting_executions(count: int) -> tuple[Any, list[str], list[str]]:
         for n in range(count)
     ]
     tokens: dict[int, str] = {}
-    deadline = time.monotonic() + 10
-    while len(tokens) < count and time.monotonic() < deadline:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+    deadline = time.monotonic() + HANG_GUARD
+    while len(tokens) < count:
+        # Long polling: moto's receive waits on the queue's condition until a message is added,
+        # instead of a loop of empty receives competing for the GIL with the execution threads.
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in received.get("Messages", []):
             body = json.loads(message["Body"])
             tokens[body["n"]] = body["token"]
-    assert len(tokens) == count, "the tasks never sent their tokens"
+        stories = [story_of(stepfunctions, arn) for n, arn in enumerate(arns) if n not in tokens]
+        ended = [story for story in stories if ": RUNNING " not in story]
+        assert not ended, f"executions ended without sending their token: {ended}"
+        assert time.monotonic() < deadline, f"no token after {HANG_GUARD} s: {stories}"
     return stepfunctions, arns, [tokens[n] for n in range(count)]
 
 
@@ -189,10 +207,18 @@ def test_patches_refuse_any_other_moto_version(monkeypatch: pytest.MonkeyPatch) 
 
 def test_the_status_point_tells_every_start_and_end_after_the_status_is_final(stepfunctions: Any) -> None:
     heard: list[tuple[str, str]] = []
+    hearing = threading.Condition()
 
     def listener(execution_arn: str) -> None:
-        # What DescribeExecution says at the moment of telling: an end is told once final.
-        heard.append((execution_arn, stepfunctions.describe_execution(executionArn=execution_arn)["status"]))
+        # What DescribeExecution says at the moment of telling: an end is told once final. The
+        # start is told on the caller's thread and the end on the execution's, so a fast
+        # execution's two tells can overlap: reading and recording under one lock keeps the
+        # list in the order of the reads (else a start that read RUNNING could be recorded
+        # after the end that read FAILED).
+        with hearing:
+            status = stepfunctions.describe_execution(executionArn=execution_arn)["status"]
+            heard.append((execution_arn, status))
+            hearing.notify_all()
 
     machines = {
         kind: stepfunctions.create_state_machine(name=kind, definition=json.dumps(definition), roleArn=ROLE)[
@@ -213,9 +239,8 @@ def test_the_status_point_tells_every_start_and_end_after_the_status_is_final(st
             wait_for_end(stepfunctions, arns[kind])
         stepfunctions.stop_execution(executionArn=arns["pauses"])
         wait_for_end(stepfunctions, arns["pauses"])
-        deadline = time.monotonic() + 10
-        while len(heard) < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with hearing:
+            hearing.wait_for(lambda: len(heard) >= 6, timeout=HANG_GUARD)
     told: dict[str, list[str]] = {}
     for arn, status in heard:
         told.setdefault(arn, []).append(status)
