@@ -56,7 +56,8 @@ def story_of(stepfunctions: Any, execution_arn: str) -> str:
     described = stepfunctions.describe_execution(executionArn=execution_arn)
     events = stepfunctions.get_execution_history(executionArn=execution_arn)["events"]
     kinds = ", ".join(event["type"] for event in events)
-    return f"{execution_arn}: {described['status']} {described.get('error')} {described.get('cause')} [{kinds}]"
+    status, error, cause = described["status"], described.get("error"), described.get("cause")
+    return f"{execution_arn}: {status} {error} {cause} [{kinds}]"
 
 
 def waiting_executions(count: int) -> tuple[Any, list[str], list[str]]:
