@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test unit lint lint-python demo bench load clean build lint-template
+.PHONY: venv test unit lint lint-python demo bench load clean build lint-template fuzz
 
 venv: $(STAMP)
 
@@ -24,6 +24,22 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 lint: lint-python lint-template
+
+## fuzz: the property tests of the protocol at length and at random (make test runs a short
+## fixed-seed sample of the same tests): FUZZ_EXAMPLES for each of the three fuzz tests and
+## FUZZ_MODEL_EXAMPLES random histories of the model-based test, 10,100 examples in all by
+## default. The seed is printed first; replay a failure with make fuzz FUZZ_SEED=<seed>.
+FUZZ_EXAMPLES ?= 3200
+FUZZ_MODEL_EXAMPLES ?= 500
+ifeq ($(origin FUZZ_SEED),undefined)
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
+fuzz: $(STAMP)
+	@echo "fuzz: seed $(FUZZ_SEED); $(FUZZ_EXAMPLES) examples per fuzz test, $(FUZZ_MODEL_EXAMPLES) model histories"
+	@echo "fuzz: replay with make fuzz FUZZ_SEED=$(FUZZ_SEED)"
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_MODEL_EXAMPLES=$(FUZZ_MODEL_EXAMPLES) $(BIN)/pytest -p no:logging -q \
+		--hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics \
+		tests/reliability/test_fuzz.py tests/reliability/test_model.py
 
 lint-python: $(STAMP)
 	$(BIN)/ruff check .

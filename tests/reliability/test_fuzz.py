@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -35,19 +35,10 @@ from coordinator.observability import logger
 from coordinator.states import State, WaiterState
 from tests.reliability.conftest import Lab, World
 from tests.support.factories import body, callback, sqs_event, status_event, stream_event
+from tests.support.fuzzing import fuzz_settings
 
 MAX_BYTES = 262_144
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-    database=None,
-    derandomize=True,
-)
+FUZZ = fuzz_settings(short_run=40)
 _ids = itertools.count(1)
 
 # Everything SQS accepts in a body: #x9 #xA #xD, #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF.
