@@ -7,7 +7,7 @@ after each call (moto does not model capacity: it answers a fixed 1.0 for PutIte
 0.5 for UpdateItem and GetItem, whatever the item, and nothing on a failed condition).
 
 The call minimum is the README's "AWS calls per operation" table; paths the README does not
-list carry the minimum derived here from the protocol's steps (BRIEF §3), with the reason.
+list carry the minimum derived here from the protocol's steps (docs/design.md), with the reason.
 
     .venv/bin/python -m bench.calls_and_capacity
 """

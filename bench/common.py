@@ -29,7 +29,7 @@ ACCOUNT = "123456789012"  # moto's default account
 WORKFLOW = "ingest"
 
 # Fake credentials and a region before any client exists; Powertools without X-Ray. The same
-# variables the test suite sets (tests/conftest.py), for the same reasons (BRIEF §6).
+# variables the test suite sets (tests/conftest.py), for the same reasons.
 FAKE_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

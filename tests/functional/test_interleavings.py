@@ -2,7 +2,7 @@
 
 Every interleaving, at AWS-call granularity, of process registering a waiter on payload P
 and update-state settling P (which is running) must leave the waiter moved to P's final state
-exactly once. The same harness run on the cirrus draft's ordering (callback row written after
+exactly once. The same harness run on the cirrus draft's ordering (docs/design.md) (callback row written after
 the start, behind a read of the state) finds the interleaving that loses the wake-up: the
 check can fail.
 """

@@ -13,7 +13,7 @@ DynamoDB orders the writes on P's items. If (2) comes after (a), process sees th
 and moves W itself. If (2) comes before (a), then (1) came before (a) and so before (b), and
 the consistent query (b) finds W. Either way at least one actor moves W; both may try, and the
 condition "only from WAITING" lets exactly one take effect. The dispatcher then acts on that
-single transition. The cirrus draft wrote its callback after starting the workflow and found
+single transition. The cirrus draft (docs/design.md) wrote its callback after starting the workflow and found
 it through an eventually consistent index: a fast workflow ended in between and its waiter
 hung. `tests/functional/test_interleavings.py` enumerates every interleaving of both orders.
 

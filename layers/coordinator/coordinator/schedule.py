@@ -1,6 +1,6 @@
 """Cron and rate ranges for backfills: exactly the ticks EventBridge Scheduler would have fired.
 
-A backfill (BRIEF §5) runs a workflow once for every tick of its live schedule between two
+A backfill (docs/design.md) runs a workflow once for every tick of its live schedule between two
 instants, and the payload id of a tick is workflow + tick in UTC. So what must hold is parity
 with EventBridge Scheduler, tick for tick, or a backfill starts runs the live schedule never
 had (new payload ids) and misses runs it had (holes nobody notices):

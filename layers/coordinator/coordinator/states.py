@@ -1,4 +1,4 @@
-"""The states a payload and a waiter go through (BRIEF §3), and how they map to the outside."""
+"""The states a payload and a waiter go through (docs/design.md), and how they map to the outside."""
 
 from __future__ import annotations
 

@@ -158,7 +158,7 @@ class Outcome:
 
 
 class PayloadTable:
-    """Access to the coordinator table, in the protocol's terms (BRIEF §3)."""
+    """Access to the coordinator table, in the protocol's terms (docs/design.md)."""
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self.client = client

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from coordinator_tools.local.stack import OfflineStack, StackTimeout
 
-# Dates of the backfill story: the seed example of BRIEF §5 (01:00 on the 15th, 16th, 17th).
+# Dates of the backfill story: the README's backfill example (01:00 on the 15th, 16th, 17th).
 BACKFILL = {
     "workflow": "example-target",
     "start": "2022-02-15T00:00:00Z",

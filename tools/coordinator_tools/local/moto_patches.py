@@ -1,7 +1,7 @@
 """Where the offline stack reaches into moto: every patch of moto's internals, in one place.
 
 Four kinds live here, all tied to the pinned moto (`PINNED_MOTO`, the version whose internals
-were read and measured; see BRIEF §6):
+were read and measured; docs/design.md says why the offline stack follows the service):
 
 - **Defects**: places where moto 5.2.5 answers differently from AWS in a way the coordinator
   meets. Each patch says what moto does wrong and what AWS does, and
