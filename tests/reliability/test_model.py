@@ -60,9 +60,10 @@ from tests.support.crashes import CrashPoint, LambdaCrash, Phase, crash_at
 from tests.support.factories import body, callback, sqs_event, status_event, stream_event
 from tests.support.fuzzing import FUZZ_MODEL_EXAMPLES, fuzz_settings
 
-WORKFLOW_OF = {"P1": "ingest", "P2": "ingest", "P3": "ingest", "X": "nowhere"}  # X's machine is missing
+# Few payloads, so that histories meet themselves: re-runs, late events of older attempts,
+# waiters on each other. X's state machine is missing.
+WORKFLOW_OF = {"P1": "ingest", "P2": "ingest", "X": "nowhere"}
 PAYLOADS = st.sampled_from(sorted(WORKFLOW_OF))
-RUNNABLE = st.sampled_from(["P1", "P2", "P3"])
 FINAL_STATUSES = st.sampled_from(["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"])
 # None: no crash; else a crash just before or after the call at that index (if reached).
 CRASHES = st.none() | st.builds(
@@ -488,5 +489,5 @@ class ProtocolModel(RuleBasedStateMachine):
 def test_random_histories_keep_every_promise_of_the_protocol(lab: Lab) -> None:
     ProtocolModel.lab = lab
     run_state_machine_as_test(
-        ProtocolModel, settings=fuzz_settings(30, FUZZ_MODEL_EXAMPLES, stateful_step_count=25)
+        ProtocolModel, settings=fuzz_settings(40, FUZZ_MODEL_EXAMPLES, stateful_step_count=30)
     )
