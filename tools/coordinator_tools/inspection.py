@@ -63,6 +63,9 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
             "output_ref",
         )
     }
+    if status["schedule_time"]:
+        # UTC `...Z`, as ids are written (rows stored before that form kept their offset).
+        status["schedule_time"] = format_utc(datetime.fromisoformat(status["schedule_time"]))
     status["console"] = (
         console_link(target.region, row["execution_arn"]) if row.get("execution_arn") else None
     )

@@ -20,6 +20,7 @@ leaves the index by removing them when it resolves.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from coordinator.identity import execution_arn, execution_name, token_key
+from coordinator.identity import execution_arn, execution_name, format_utc, token_key
 from coordinator.states import ACTIVE, FINAL, RETRYABLE, State, WaiterState
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class PayloadState:
     attempt: int
     execution_arn: str
     workflow: str = ""
+    schedule_time: str | None = None
     input: str | None = None
     output: str | None = None
     output_ref: str | None = None
@@ -103,6 +105,11 @@ class PayloadState:
     claimed_at: str | None = None
     updated_at: str | None = None
 
+    @property
+    def schedule_instant(self) -> datetime | None:
+        """The payload's logical time (rows written before it was kept in `...Z` form too)."""
+        return datetime.fromisoformat(self.schedule_time) if self.schedule_time else None
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PayloadState:
         return cls(
@@ -111,6 +118,7 @@ class PayloadState:
             attempt=int(row.get("attempt", 0)),
             execution_arn=row.get("execution_arn", ""),
             workflow=row.get("workflow", ""),
+            schedule_time=row.get("schedule_time"),
             input=row.get("input"),
             output=row.get("output"),
             output_ref=row.get("output_ref"),
@@ -333,6 +341,10 @@ class PayloadTable:
         just seen (optimistic: a concurrent claimer makes the condition fail again). A message
         never claims twice (`claimed_by`): its redelivery after its own attempt finished must
         not start yet another attempt.
+
+        A re-run keeps the payload's identity: its `schedule_time` is the row's (stored at the
+        first claim, UTC `...Z`), not the re-run message's, so every attempt's execution sees
+        the same `coordinator` block but for the attempt number.
         """
         attempt, condition = 1, "attribute_not_exists(payload_id)"
         expected: dict[str, Any] = {}
@@ -363,7 +375,7 @@ class PayloadTable:
                 "pending_since = :now",
             ]
             if request.schedule_time is not None:
-                row[":schedule"] = _stamp(request.schedule_time)
+                row[":schedule"] = format_utc(request.schedule_time)
                 sets.append("schedule_time = :schedule")
             update = f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, finished_at"
             try:
@@ -388,6 +400,7 @@ class PayloadTable:
                 if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
                     return Claim(claimed=False, current=current)
                 attempt = current.attempt + 1
+                request = dataclasses.replace(request, schedule_time=current.schedule_instant)
                 condition = "attempt = :seen_attempt AND #state = :seen_state"
                 expected = {":seen_attempt": current.attempt, ":seen_state": str(current.state)}
                 continue
@@ -399,6 +412,7 @@ class PayloadTable:
                     attempt=attempt,
                     execution_arn=arn,
                     workflow=request.workflow,
+                    schedule_time=format_utc(request.schedule_time) if request.schedule_time else None,
                     input=execution_input,
                     claimed_by=request_id,
                 ),
