@@ -172,6 +172,18 @@ def test_status_shows_the_schedule_time_in_utc_z_form(offline: dict[str, Any], c
     assert json.loads(result.output)["schedule_time"] == "2030-05-05T11:00:00Z"
 
 
+def test_submit_of_an_id_of_another_workflow_is_refused_before_sending(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    started(offline, "p-owned")
+
+    result = cli("submit", "publish", "--id", "p-owned", "--replace")
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "belongs to workflow 'ingest', not 'publish'" in result.output
+    assert sent_bodies(offline) == []
+
+
 def test_rerun_of_unknown_id_exits_not_found(offline: dict[str, Any], cli: Any) -> None:
     assert cli("rerun", "nobody").exit_code == ExitCode.NOT_FOUND
 

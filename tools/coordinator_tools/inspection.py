@@ -13,7 +13,16 @@ from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.messages import METADATA_KEY, parse_process_message
 from coordinator.schedule import RangeRequest, ticks
 from coordinator.states import FINAL, RETRYABLE, State
-from coordinator.table import BY_PENDING, BY_WAITER, STATE_KEY, WAITER_PREFIX, from_item, pending_shards
+from coordinator.table import (
+    BY_PENDING,
+    BY_WAITER,
+    STATE_KEY,
+    WAITER_PREFIX,
+    PayloadState,
+    from_item,
+    identity_conflict,
+    pending_shards,
+)
 from coordinator_tools.target import ExitCode, Target
 
 BATCH_GET = 100
@@ -291,6 +300,17 @@ def plan_totals(plans: list[TickPlan]) -> dict[str, int]:
 def submission(body: dict[str, Any]) -> str:
     """The payload id a message will have: known before it is sent (ids are deterministic)."""
     return parse_process_message(json.dumps(body), max_bytes=1 << 20).payload_id
+
+
+def check_submission(target: Target, body: dict[str, Any]) -> None:
+    """Refuse here what process would refuse (`identity_conflict`), before anything is sent."""
+    request = parse_process_message(json.dumps(body), max_bytes=1 << 20)
+    try:
+        current = PayloadState.from_row(_state_row(target, request.payload_id))
+    except NotFound:
+        return
+    if refusal := identity_conflict(request, current):
+        raise ValueError(refusal)
 
 
 def send(target: Target, body: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,7 +29,13 @@ from pydantic import (
 )
 
 from coordinator.errors import InvalidMessage
-from coordinator.identity import METADATA_KEY, content_payload_id, format_utc, scheduled_payload_id
+from coordinator.identity import (
+    METADATA_KEY,
+    content_payload_id,
+    format_utc,
+    input_digest,
+    scheduled_payload_id,
+)
 
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
@@ -136,6 +143,13 @@ class PayloadRequest:
     schedule_time: datetime | None = None
     replace: bool = False
     callback: Callback | None = None
+    # The sender named the id (`id`): it then also stands for this input (see `identity_conflict`).
+    explicit_id: bool = False
+
+    @cached_property
+    def input_sha256(self) -> str:
+        """The digest of the payload's own input (canonical JSON), kept on STATE to compare."""
+        return input_digest(self.input)
 
     def execution_input(self, attempt: int) -> str:
         """The execution's input: the payload's input plus the coordinator's metadata.
@@ -182,6 +196,7 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
                 input=payload,
                 replace=step.replace,
                 callback=cirrus.callback,
+                explicit_id=cirrus.id is not None,
             )
         message = ProcessMessage.model_validate(raw)
         return PayloadRequest(
@@ -191,6 +206,7 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
             schedule_time=message.schedule_time,
             replace=message.replace,
             callback=message.callback,
+            explicit_id=message.id is not None,
         )
     except ValidationError as error:
         raise InvalidMessage(describe(error), token=_token_in(raw)) from error

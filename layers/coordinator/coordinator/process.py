@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 UNSTARTABLE = frozenset(
     {"StateMachineDoesNotExist", "StateMachineDeleting", "InvalidArn", "InvalidExecutionInput"}
 )
+
+
+# The `error` a refused waiter's cause carries when its message may not name the payload.
+PAYLOAD_ID_CONFLICT = "PayloadIdConflict"
 
 
 class Processed(StrEnum):
@@ -97,6 +101,8 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
         request_id=request_id,
     )
     current = claim.current
+    if claim.refusal is not None:
+        refuse(services, request, PAYLOAD_ID_CONFLICT, claim.refusal, execution_arn=current.execution_arn)
     if claim.claimed:
         metrics.add_metric(name="PayloadsClaimed", unit="Count", value=1)
         start_attempt(services, current)
@@ -122,6 +128,26 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
             "waiter resolved at once", payload_id=request.payload_id, state=str(current.state), moved=moved
         )
     return Processed.ALREADY_DONE
+
+
+def refuse(
+    services: Services, request: PayloadRequest, error: str, reason: str, *, execution_arn: str = ""
+) -> NoReturn:
+    """Fail this message's waiter at once (`DependencyInvalid`) and dead-letter the message.
+
+    Its WAITER row was put before the claim, so it is moved to INVALID (only from WAITING) and
+    the dispatcher fails the token from the stream as for any other outcome; the row does not
+    stay WAITING on a payload it will never hear from. The payload's own row is untouched.
+    """
+    if request.callback is not None:
+        services.table.move_waiter(
+            request.payload_id,
+            token_key(request.callback.token),
+            Outcome(state=State.INVALID, execution_arn=execution_arn, error=error, cause=reason),
+            services.clock(),
+            at_once=True,
+        )
+    raise InvalidMessage(reason)
 
 
 def start_attempt(services: Services, claimed: PayloadState) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from coordinator.identity import execution_arn, execution_name, format_utc, token_key
+from coordinator.identity import (
+    METADATA_KEY,
+    execution_arn,
+    execution_name,
+    format_utc,
+    input_digest,
+    token_key,
+)
 from coordinator.states import ACTIVE, FINAL, RETRYABLE, State, WaiterState
 
 if TYPE_CHECKING:
@@ -97,6 +105,7 @@ class PayloadState:
     workflow: str = ""
     schedule_time: str | None = None
     input: str | None = None
+    input_sha256: str | None = None
     output: str | None = None
     output_ref: str | None = None
     error: str | None = None
@@ -110,6 +119,14 @@ class PayloadState:
         """The payload's logical time (rows written before it was kept in `...Z` form too)."""
         return datetime.fromisoformat(self.schedule_time) if self.schedule_time else None
 
+    def input_digest(self) -> str | None:
+        """The digest of the payload's own input (recomputed for rows stored before it was kept)."""
+        if self.input_sha256 is not None or self.input is None:
+            return self.input_sha256
+        document = json.loads(self.input)
+        document.pop(METADATA_KEY, None)
+        return input_digest(document)
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PayloadState:
         return cls(
@@ -120,6 +137,7 @@ class PayloadState:
             workflow=row.get("workflow", ""),
             schedule_time=row.get("schedule_time"),
             input=row.get("input"),
+            input_sha256=row.get("input_sha256"),
             output=row.get("output"),
             output_ref=row.get("output_ref"),
             error=row.get("error"),
@@ -132,10 +150,14 @@ class PayloadState:
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of `claim_payload`: ours to start, or the row that stopped us."""
+    """The outcome of `claim_payload`: ours to start, or the row that stopped us.
+
+    `refusal` says why the message may not have this payload at all (`identity_conflict`).
+    """
 
     claimed: bool
     current: PayloadState
+    refusal: str | None = None
 
     @property
     def execution_arn(self) -> str:
@@ -358,6 +380,7 @@ class PayloadTable:
                 ":arn": arn,
                 ":workflow": request.workflow,
                 ":input": execution_input,
+                ":digest": request.input_sha256,
                 ":by": request_id,
                 ":now": _stamp(now),
                 ":shard": pending_shard(STATE_KEY, request.payload_id),
@@ -368,6 +391,7 @@ class PayloadTable:
                 "execution_arn = :arn",
                 "workflow = :workflow",
                 "#input = :input",
+                "input_sha256 = :digest",
                 "claimed_by = :by",
                 "claimed_at = :now",
                 "updated_at = :now",
@@ -396,6 +420,8 @@ class PayloadTable:
                 if not is_condition_failure(error):
                     raise
                 current = PayloadState.from_row(from_item(error.response["Item"]))
+                if refusal := identity_conflict(request, current):
+                    return Claim(claimed=False, current=current, refusal=refusal)
                 rerunnable = current.state in RETRYABLE or (request.replace and current.state in FINAL)
                 if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
                     return Claim(claimed=False, current=current)
@@ -414,6 +440,7 @@ class PayloadTable:
                     workflow=request.workflow,
                     schedule_time=format_utc(request.schedule_time) if request.schedule_time else None,
                     input=execution_input,
+                    input_sha256=request.input_sha256,
                     claimed_by=request_id,
                 ),
             )
@@ -516,6 +543,36 @@ class PayloadTable:
                 return False
             raise
         return True
+
+
+def identity_conflict(request: PayloadRequest, current: PayloadState) -> str | None:
+    """Why `request` may not name the payload `current` is, or None if it may.
+
+    A payload id belongs to the workflow it was first submitted with, and to its logical time;
+    an explicit id also to its input, unless the message sets `replace` on a payload that has
+    ended: that starts a new attempt on the new input, the payload's input from then on. A
+    derived id is its own check (the input's hash; the tick; cirrus's items). Decided on the
+    claim's ALL_OLD answer, so refusing costs no call.
+    """
+    if current.workflow and current.workflow != request.workflow:
+        return (
+            f"payload id {request.payload_id!r} belongs to workflow {current.workflow!r}, "
+            f"not {request.workflow!r}"
+        )
+    stored = current.schedule_instant
+    if request.schedule_time is not None and stored != request.schedule_time:
+        return (
+            f"payload {request.payload_id!r} has schedule time "
+            f"{format_utc(stored) if stored else 'none'}, not {format_utc(request.schedule_time)}"
+        )
+    if request.explicit_id and not (request.replace and current.state in FINAL):
+        digest = current.input_digest()
+        if digest is not None and digest != request.input_sha256:
+            return (
+                f"payload {request.payload_id!r} was submitted with another input; "
+                "send it with replace to run it on this one once it has ended"
+            )
+    return None
 
 
 class ClaimContention(RuntimeError):
