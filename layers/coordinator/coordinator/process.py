@@ -36,16 +36,22 @@ from coordinator.identity import state_machine_arn, token_key
 from coordinator.observability import logger, metrics
 from coordinator.services import Services
 from coordinator.settle import settle
-from coordinator.states import State, WaiterState
+from coordinator.states import InvalidCause, State, WaiterState
 from coordinator.table import Outcome, PayloadState
 
 if TYPE_CHECKING:
     from coordinator.messages import PayloadRequest
 
-# StartExecution answers that can never change on retry: the payload is INVALID.
-UNSTARTABLE = frozenset(
-    {"StateMachineDoesNotExist", "StateMachineDeleting", "InvalidArn", "InvalidExecutionInput"}
-)
+# StartExecution answers that retrying this message can never change: the payload is INVALID.
+# A cause outside the message does not condemn the payload: a later message tries it again.
+UNSTARTABLE: dict[str, InvalidCause] = {
+    "StateMachineDoesNotExist": InvalidCause.DEPLOYMENT,
+    "StateMachineDeleting": InvalidCause.DEPLOYMENT,
+    "InvalidArn": InvalidCause.MESSAGE,
+    "InvalidExecutionInput": InvalidCause.MESSAGE,
+    "InvalidName": InvalidCause.MESSAGE,
+    "ValidationException": InvalidCause.MESSAGE,
+}
 
 
 # The `error` a refused waiter's cause carries when its message may not name the payload.
@@ -179,6 +185,7 @@ def start_attempt(services: Services, claimed: PayloadState) -> None:
                 State.INVALID,
                 error=code,
                 cause=message,
+                invalid_cause=UNSTARTABLE[code],
             )
             raise InvalidMessage(
                 f"workflow {claimed.workflow!r} cannot be started: {code}: {message}"

@@ -5,8 +5,9 @@ it was (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so no decision needs an 
 
 - `register_waiter` puts WAITER#<sha256(token)> only if absent; a redelivery finds it there.
 - `claim_payload` takes STATE only if absent, or final and re-runnable (FAILED, ABORTED,
-  TIMED_OUT, or any final state with `replace`), never from CLAIMED/PROCESSING. It writes the
-  *prospective* execution ARN of the new attempt; the attempt number is the row's version.
+  TIMED_OUT, INVALID for a cause outside the message, or any final state with `replace`),
+  never from CLAIMED/PROCESSING. It writes the *prospective* execution ARN of the new
+  attempt; the attempt number is the row's version.
 - `finalize_state` writes a final state only if `execution_arn` is the event's and the row is
   still CLAIMED/PROCESSING: the fence that keeps a stale or duplicate event from regressing it.
 - `move_waiter` moves a waiter only from WAITING, so the two paths that may both try to move
@@ -40,7 +41,7 @@ from coordinator.identity import (
     input_digest,
     token_key,
 )
-from coordinator.states import ACTIVE, FINAL, RETRYABLE, State, WaiterState
+from coordinator.states import ACTIVE, FINAL, RETRYABLE, InvalidCause, State, WaiterState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -110,6 +111,7 @@ class PayloadState:
     output_ref: str | None = None
     error: str | None = None
     cause: str | None = None
+    invalid_cause: str | None = None
     claimed_by: str | None = None
     claimed_at: str | None = None
     updated_at: str | None = None
@@ -127,6 +129,13 @@ class PayloadState:
         document.pop(METADATA_KEY, None)
         return input_digest(document)
 
+    @property
+    def is_retryable(self) -> bool:
+        """A new message may claim a new attempt without `replace`."""
+        return self.state in RETRYABLE or (
+            self.state is State.INVALID and self.invalid_cause == InvalidCause.DEPLOYMENT
+        )
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PayloadState:
         return cls(
@@ -142,6 +151,7 @@ class PayloadState:
             output_ref=row.get("output_ref"),
             error=row.get("error"),
             cause=row.get("cause"),
+            invalid_cause=row.get("invalid_cause"),
             claimed_by=row.get("claimed_by"),
             claimed_at=row.get("claimed_at"),
             updated_at=row.get("updated_at"),
@@ -401,7 +411,9 @@ class PayloadTable:
             if request.schedule_time is not None:
                 row[":schedule"] = format_utc(request.schedule_time)
                 sets.append("schedule_time = :schedule")
-            update = f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, finished_at"
+            update = (
+                f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, invalid_cause, finished_at"
+            )
             try:
                 self.client.update_item(
                     TableName=self.table_name,
@@ -422,7 +434,7 @@ class PayloadTable:
                 current = PayloadState.from_row(from_item(error.response["Item"]))
                 if refusal := identity_conflict(request, current):
                     return Claim(claimed=False, current=current, refusal=refusal)
-                rerunnable = current.state in RETRYABLE or (request.replace and current.state in FINAL)
+                rerunnable = current.is_retryable or (request.replace and current.state in FINAL)
                 if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
                     return Claim(claimed=False, current=current)
                 attempt = current.attempt + 1
@@ -457,6 +469,7 @@ class PayloadTable:
         output_ref: str | None = None,
         error: str | None = None,
         cause: str | None = None,
+        invalid_cause: InvalidCause | None = None,
     ) -> tuple[bool, PayloadState | None]:
         """Move STATE to `state` if `arn` is the current attempt's and the row is still active.
 
@@ -484,6 +497,9 @@ class PayloadTable:
             if cause is not None:
                 values[":cause"] = cause
                 sets.append("cause = :cause")
+            if invalid_cause is not None:
+                values[":invalid_cause"] = str(invalid_cause)
+                sets.append("invalid_cause = :invalid_cause")
             update = f"SET {', '.join(sets)} REMOVE pending_shard, pending_since"
         try:
             response = self.client.update_item(
