@@ -110,7 +110,7 @@ def test_an_id_of_another_workflow_is_refused_and_its_waiter_failed(
         )
 
     row = waiter_row(services, "shared", hook["token"])
-    assert (row["waiter_state"], row["dependency_error"]) == ("INVALID", "PayloadIdConflict")
+    assert (row["waiter_state"], row["dependency_error"]) == ("INVALID", "PayloadRefused")
     after = services.table.get_state("shared")
     assert after is not None
     assert (after.workflow, after.state, after.attempt) == ("ingest", state, 1)

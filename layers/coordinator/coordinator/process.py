@@ -55,7 +55,7 @@ UNSTARTABLE: dict[str, InvalidCause] = {
 
 
 # The `error` a refused waiter's cause carries when its message may not name the payload.
-PAYLOAD_ID_CONFLICT = "PayloadIdConflict"
+PAYLOAD_REFUSED = "PayloadRefused"
 
 
 class Processed(StrEnum):
@@ -66,7 +66,29 @@ class Processed(StrEnum):
     CYCLE = "cycle"  # the waiter would close a cycle and was failed at once
 
 
+# DynamoDB answers about the request itself (a key or an item over its size, a bad value):
+# the same record gets the same answer on every retry, so it is invalid input, not a fault.
+NEVER_ON_RETRY = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+
+
 def process_request(services: Services, request: PayloadRequest, *, request_id: str) -> Processed:
+    try:
+        return _process_request(services, request, request_id=request_id)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code not in NEVER_ON_RETRY:
+            raise
+        reason = f"DynamoDB refused the record: {code}: {error.response.get('Error', {}).get('Message', '')}"
+        if request.callback is None:
+            raise InvalidMessage(reason) from error
+        try:
+            moved = _move_own_waiter(services, request, code, reason, execution_arn="")
+        except ClientError:
+            moved = False  # the waiter's own row is what DynamoDB refuses: fail its token directly
+        raise InvalidMessage(reason, token=None if moved else request.callback.token) from error
+
+
+def _process_request(services: Services, request: PayloadRequest, *, request_id: str) -> Processed:
     table = services.table
     config = services.settings
     now = services.clock()
@@ -108,7 +130,7 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
     )
     current = claim.current
     if claim.refusal is not None:
-        refuse(services, request, PAYLOAD_ID_CONFLICT, claim.refusal, execution_arn=current.execution_arn)
+        refuse(services, request, claim.refusal, execution_arn=current.execution_arn)
     if claim.claimed:
         metrics.add_metric(name="PayloadsClaimed", unit="Count", value=1)
         start_attempt(services, current)
@@ -136,9 +158,7 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
     return Processed.ALREADY_DONE
 
 
-def refuse(
-    services: Services, request: PayloadRequest, error: str, reason: str, *, execution_arn: str = ""
-) -> NoReturn:
+def refuse(services: Services, request: PayloadRequest, refusal: str, *, execution_arn: str) -> NoReturn:
     """Fail this message's waiter at once (`DependencyInvalid`) and dead-letter the message.
 
     Its WAITER row was put before the claim, so it is moved to INVALID (only from WAITING) and
@@ -146,14 +166,21 @@ def refuse(
     stay WAITING on a payload it will never hear from. The payload's own row is untouched.
     """
     if request.callback is not None:
-        services.table.move_waiter(
-            request.payload_id,
-            token_key(request.callback.token),
-            Outcome(state=State.INVALID, execution_arn=execution_arn, error=error, cause=reason),
-            services.clock(),
-            at_once=True,
-        )
-    raise InvalidMessage(reason)
+        _move_own_waiter(services, request, PAYLOAD_REFUSED, refusal, execution_arn=execution_arn)
+    raise InvalidMessage(refusal)
+
+
+def _move_own_waiter(
+    services: Services, request: PayloadRequest, error: str, reason: str, *, execution_arn: str
+) -> bool:
+    assert request.callback is not None
+    return services.table.move_waiter(
+        request.payload_id,
+        token_key(request.callback.token),
+        Outcome(state=State.INVALID, execution_arn=execution_arn, error=error, cause=reason),
+        services.clock(),
+        at_once=True,
+    )
 
 
 def start_attempt(services: Services, claimed: PayloadState) -> None:

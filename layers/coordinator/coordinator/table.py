@@ -41,6 +41,7 @@ from coordinator.identity import (
     input_digest,
     token_key,
 )
+from coordinator.messages import execution_input_problem
 from coordinator.states import ACTIVE, FINAL, RETRYABLE, InvalidCause, State, WaiterState
 
 if TYPE_CHECKING:
@@ -380,10 +381,14 @@ class PayloadTable:
         """
         attempt, condition = 1, "attribute_not_exists(payload_id)"
         expected: dict[str, Any] = {}
+        seen: PayloadState | None = None
         for _ in range(MAX_CLAIM_ROUNDS):
             name = execution_name(request.payload_id, attempt)
             arn = execution_arn(state_machine, name)
             execution_input = request.execution_input(attempt)
+            if seen is not None and (too_large := execution_input_problem(execution_input)):
+                # A re-run's block differs (its attempt, the row's schedule time): checked again.
+                return Claim(claimed=False, current=seen, refusal=too_large)
             row = {
                 ":claimed": str(State.CLAIMED),
                 ":attempt": attempt,
@@ -431,7 +436,7 @@ class PayloadTable:
             except ClientError as error:
                 if not is_condition_failure(error):
                     raise
-                current = PayloadState.from_row(from_item(error.response["Item"]))
+                current = seen = PayloadState.from_row(from_item(error.response["Item"]))
                 if refusal := identity_conflict(request, current):
                     return Claim(claimed=False, current=current, refusal=refusal)
                 rerunnable = current.is_retryable or (request.replace and current.state in FINAL)
