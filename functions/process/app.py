@@ -25,7 +25,11 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @tracer.capture_method
 def handle(record: SQSRecord) -> str:
-    """One payload. Raising fails only this record (retried); an invalid one is rejected."""
+    """One payload. Raising fails only this record (retried); an invalid one is rejected.
+
+    Either way the record's failure is one ERROR line naming the message, the payload when
+    known (the appended key) and the reason.
+    """
     context = services()
     try:
         request = parse_process_message(record.body, max_bytes=context.settings.max_message_bytes)
@@ -34,6 +38,9 @@ def handle(record: SQSRecord) -> str:
     except InvalidMessage as problem:
         reject(context, record.body, problem, message_id=record.message_id)
         return "rejected"
+    except Exception as error:  # logged and re-raised: the batch retries this record alone
+        logger.exception("record failed, to be retried", message_id=record.message_id, reason=repr(error))
+        raise
     finally:
         logger.remove_keys(["payload_id"])
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from coordinator.messages import parse_process_message
 from coordinator.process import process_request
 from coordinator.settle import settle
 from coordinator.states import State
@@ -134,6 +135,53 @@ def test_rerun_sends_the_same_input_with_replace(offline: dict[str, Any], cli: A
     assert sent_bodies(offline) == [
         {"workflow": "ingest", "id": "p-again", "input": {"granule": "G9"}, "replace": True}
     ]
+
+
+def test_a_payload_rerun_by_the_cli_keeps_its_schedule_time(offline: dict[str, Any], cli: Any) -> None:
+    services = offline["services"]
+    arn = started(offline, "p-tick", scheduleTime="2030-05-05T12:00:00+01:00")
+    settle(services, "p-tick", arn, State.SUCCEEDED, output="{}")
+
+    assert cli("rerun", "p-tick").exit_code == 0
+    [body] = sent_bodies(offline)
+    process_request(services, parse_process_message(json.dumps(body), max_bytes=262_144), request_id="m2")
+
+    current = services.table.get_state("p-tick")
+    assert current is not None
+    described = services.stepfunctions.describe_execution(executionArn=current.execution_arn)
+    assert json.loads(described["input"])["coordinator"] == {
+        "payload_id": "p-tick",
+        "workflow": "ingest",
+        "attempt": 2,
+        "schedule_time": "2030-05-05T11:00:00Z",
+    }
+
+
+def test_status_shows_the_schedule_time_in_utc_z_form(offline: dict[str, Any], cli: Any) -> None:
+    services = offline["services"]
+    started(offline, "p-old-row", scheduleTime="2030-05-05T12:00:00+01:00")
+    services.dynamodb.update_item(  # as rows were stored before the `...Z` form
+        TableName=services.settings.table_name,
+        Key={"payload_id": {"S": "p-old-row"}, "sk": {"S": "STATE"}},
+        UpdateExpression="SET schedule_time = :t",
+        ExpressionAttributeValues={":t": {"S": "2030-05-05T12:00:00.000000+01:00"}},
+    )
+
+    result = cli("--json", "status", "p-old-row")
+
+    assert json.loads(result.output)["schedule_time"] == "2030-05-05T11:00:00Z"
+
+
+def test_submit_of_an_id_of_another_workflow_is_refused_before_sending(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    started(offline, "p-owned")
+
+    result = cli("submit", "publish", "--id", "p-owned", "--replace")
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "belongs to workflow 'ingest', not 'publish'" in result.output
+    assert sent_bodies(offline) == []
 
 
 def test_rerun_of_unknown_id_exits_not_found(offline: dict[str, Any], cli: Any) -> None:

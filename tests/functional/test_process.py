@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.stub import Stubber
 
 from coordinator.errors import InvalidMessage
 from coordinator.identity import execution_name
@@ -208,3 +209,39 @@ def test_unknown_workflow_makes_the_payload_invalid_and_fails_its_waiter(
     assert state is not None
     assert state.state is State.INVALID
     assert waiter_row(services, "p-lost", hook["token"])["waiter_state"] == WaiterState.INVALID
+
+
+def test_a_payload_invalid_for_a_missing_state_machine_is_tried_again_once_it_is_deployed(
+    services: Services, workflows: Workflows
+) -> None:
+    with pytest.raises(InvalidMessage, match="StateMachineDoesNotExist"):
+        process_request(services, request("later", id="p-later"), request_id="m1")
+    invalid = services.table.get_state("p-later")
+    assert invalid is not None
+    assert (invalid.state, invalid.invalid_cause) == (State.INVALID, "deployment")
+    workflows.create("later")
+
+    outcome = process_request(services, request("later", id="p-later"), request_id="m2")
+
+    assert outcome is Processed.STARTED
+    current = services.table.get_state("p-later")
+    assert current is not None
+    assert (current.state, current.attempt, current.invalid_cause) == (State.CLAIMED, 2, None)
+    [execution] = workflows.executions("later")
+    assert execution["name"] == execution_name("p-later", 2)
+
+
+def test_a_payload_invalid_for_its_own_input_stays_invalid(services: Services, workflows: Workflows) -> None:
+    with Stubber(services.stepfunctions) as stubber:
+        stubber.add_client_error("start_execution", "InvalidExecutionInput", "not JSON")
+        with pytest.raises(InvalidMessage, match="InvalidExecutionInput"):
+            process_request(services, request(id="p-bad-input"), request_id="m1")
+    hook = callback()
+
+    outcome = process_request(services, request(id="p-bad-input", callback=hook), request_id="m2")
+
+    assert outcome is Processed.ALREADY_DONE
+    invalid = services.table.get_state("p-bad-input")
+    assert invalid is not None
+    assert (invalid.state, invalid.attempt, invalid.invalid_cause) == (State.INVALID, 1, "message")
+    assert waiter_row(services, "p-bad-input", hook["token"])["waiter_state"] == WaiterState.INVALID

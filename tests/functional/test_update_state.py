@@ -202,3 +202,18 @@ def test_running_and_failed_events_with_null_details_are_applied(
     current = services.table.get_state("p-null")
     assert current is not None
     assert (current.state, current.output_ref) == (State.FAILED, None)
+
+
+def test_a_dropped_input_of_an_execution_that_no_longer_exists_is_skipped(
+    services: Services, workflows: Workflows, caplog: pytest.LogCaptureFixture
+) -> None:
+    arn, _ = started(services, "p-gone")
+    gone = arn.rsplit(":", 1)[0] + ":no-such-execution"
+    event = status_event(gone, "SUCCEEDED", None, inputDetails={"included": False})
+
+    assert apply(services, event) is None
+
+    assert "status of an execution that no longer exists skipped" in caplog.text
+    current = services.table.get_state("p-gone")
+    assert current is not None
+    assert current.state is State.CLAIMED

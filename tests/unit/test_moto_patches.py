@@ -586,3 +586,42 @@ def test_moto_asks_every_execution_for_a_token_without_the_patch(
     pools_asked, answers = answers_to_send_task_calls(monkeypatch)
     assert pools_asked == 3  # the last of three waiters: every pool before it was asked first
     assert answers == SEND_TASK_ANSWERS
+
+
+def input_over_the_limit_in_bytes_only() -> str:
+    """An execution input of fewer than 262,144 characters but more than 262,144 UTF-8 bytes."""
+    text = json.dumps({"blob": "é" * 131_100}, ensure_ascii=False)
+    assert len(text) < 262_144 < len(text.encode())
+    return text
+
+
+def pass_machine(stepfunctions: Any) -> str:
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+    return str(
+        stepfunctions.create_state_machine(name="big-input", definition=json.dumps(definition), roleArn=ROLE)[
+            "stateMachineArn"
+        ]
+    )
+
+
+def test_an_execution_input_over_256_kib_of_utf8_is_refused_with_the_patch(stepfunctions: Any) -> None:
+    machine = pass_machine(stepfunctions)
+    with moto_patches.patched():
+        with pytest.raises(ClientError) as refused:
+            stepfunctions.start_execution(
+                stateMachineArn=machine, name="big", input=input_over_the_limit_in_bytes_only()
+            )
+        at_limit = json.dumps({"blob": "x" * (262_144 - 12)})
+        assert len(at_limit.encode()) == 262_144
+        stepfunctions.start_execution(stateMachineArn=machine, name="at-limit", input=at_limit)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_moto_starts_an_execution_input_over_256_kib_without_the_patch(stepfunctions: Any) -> None:
+    machine = pass_machine(stepfunctions)
+
+    started = stepfunctions.start_execution(
+        stateMachineArn=machine, name="big", input=input_over_the_limit_in_bytes_only()
+    )
+
+    assert started["executionArn"].endswith(":big")

@@ -151,6 +151,7 @@ def submit(
         body["scheduleTime"] = schedule_time
     identity = inspection.submission(body)
     target = options.target()
+    inspection.check_submission(target, body)
     if not options.json:
         out.print(f"payload id: [bold]{identity}[/bold]")
         out.file.flush()

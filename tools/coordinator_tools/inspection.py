@@ -12,8 +12,17 @@ from typing import Any
 from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.messages import METADATA_KEY, parse_process_message
 from coordinator.schedule import RangeRequest, ticks
-from coordinator.states import FINAL, RETRYABLE, State
-from coordinator.table import BY_PENDING, BY_WAITER, STATE_KEY, WAITER_PREFIX, from_item, pending_shards
+from coordinator.states import FINAL, RETRYABLE, InvalidCause, State
+from coordinator.table import (
+    BY_PENDING,
+    BY_WAITER,
+    STATE_KEY,
+    WAITER_PREFIX,
+    PayloadState,
+    from_item,
+    identity_conflict,
+    pending_shards,
+)
 from coordinator_tools.target import ExitCode, Target
 
 BATCH_GET = 100
@@ -63,6 +72,9 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
             "output_ref",
         )
     }
+    if status["schedule_time"]:
+        # UTC `...Z`, as ids are written (rows stored before that form kept their offset).
+        status["schedule_time"] = format_utc(datetime.fromisoformat(status["schedule_time"]))
     status["console"] = (
         console_link(target.region, row["execution_arn"]) if row.get("execution_arn") else None
     )
@@ -202,6 +214,7 @@ class Plan:
     RERUN = "re-run (replace)"
     IN_PROGRESS = "in progress"
     INVALID = "invalid (resolves failed)"
+    RETRY_INVALID = "re-run (its state machine was missing)"
 
 
 @dataclass
@@ -241,31 +254,34 @@ def _plan_chunk(target: Target, chunk: list[tuple[str, str]], policy: str) -> li
     states = _batch_states(target, [payload_id for _, payload_id in chunk])
     plans = []
     for tick, payload_id in chunk:
-        state = states.get(payload_id)
-        plans.append(TickPlan(tick, payload_id, _action(state, policy), state))
+        row = states.get(payload_id)
+        state = row["state"] if row else None
+        plans.append(TickPlan(tick, payload_id, _action(row, policy), state))
     return plans
 
 
-def _action(state: str | None, policy: str) -> str:
-    if state is None:
+def _action(row: dict[str, Any] | None, policy: str) -> str:
+    if row is None:
         return Plan.START
-    current = State(state)
+    current = State(row["state"])
     if current not in FINAL:
         return Plan.IN_PROGRESS
     if policy == "all":
         return Plan.RERUN
     if current in RETRYABLE:
         return Plan.RERUN_FAILED
+    if current is State.INVALID and row.get("invalid_cause") == InvalidCause.DEPLOYMENT:
+        return Plan.RETRY_INVALID
     return Plan.SUCCEEDED if current is State.SUCCEEDED else Plan.INVALID
 
 
-def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
+def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, dict[str, Any]]:
     keys = [{"payload_id": {"S": p}, "sk": {"S": STATE_KEY}} for p in dict.fromkeys(payload_ids)]
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, Any]] = {}
     request: dict[str, Any] = {
         target.table_name: {
             "Keys": keys,
-            "ProjectionExpression": "payload_id, #s",
+            "ProjectionExpression": "payload_id, #s, invalid_cause",
             "ExpressionAttributeNames": {"#s": "state"},
         }
     }
@@ -273,7 +289,7 @@ def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
         response = target.client("dynamodb").batch_get_item(RequestItems=request)
         for item in response.get("Responses", {}).get(target.table_name, []):
             row = from_item(item)
-            found[row["payload_id"]] = row["state"]
+            found[row["payload_id"]] = row
         request = response.get("UnprocessedKeys") or {}
     return found
 
@@ -288,6 +304,17 @@ def plan_totals(plans: list[TickPlan]) -> dict[str, int]:
 def submission(body: dict[str, Any]) -> str:
     """The payload id a message will have: known before it is sent (ids are deterministic)."""
     return parse_process_message(json.dumps(body), max_bytes=1 << 20).payload_id
+
+
+def check_submission(target: Target, body: dict[str, Any]) -> None:
+    """Refuse here what process would refuse (`identity_conflict`), before anything is sent."""
+    request = parse_process_message(json.dumps(body), max_bytes=1 << 20)
+    try:
+        current = PayloadState.from_row(_state_row(target, request.payload_id))
+    except NotFound:
+        return
+    if refusal := identity_conflict(request, current):
+        raise ValueError(refusal)
 
 
 def send(target: Target, body: dict[str, Any]) -> str:

@@ -39,10 +39,14 @@ def scheduled_payload_id(workflow: str, schedule_time: datetime) -> str:
     return f"{workflow}/{format_utc(schedule_time)}"
 
 
+def input_digest(payload_input: Any) -> str:
+    """sha256 of the canonical JSON of a payload's input: what it runs on, in 64 characters."""
+    return hashlib.sha256(canonical_json(payload_input).encode()).hexdigest()
+
+
 def content_payload_id(workflow: str, payload_input: Any) -> str:
     """The id of an unscheduled run without an explicit id: what it runs on, hashed."""
-    digest = hashlib.sha256(canonical_json(payload_input).encode()).hexdigest()
-    return f"{workflow}/sha256-{digest}"
+    return f"{workflow}/sha256-{input_digest(payload_input)}"
 
 
 def execution_name(payload_id: str, attempt: int) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,10 +29,23 @@ from pydantic import (
 )
 
 from coordinator.errors import InvalidMessage
-from coordinator.identity import METADATA_KEY, content_payload_id, format_utc, scheduled_payload_id
+from coordinator.identity import (
+    METADATA_KEY,
+    content_payload_id,
+    format_utc,
+    input_digest,
+    scheduled_payload_id,
+)
 
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
+
+# DynamoDB counts key sizes in UTF-8 bytes: a partition key up to 2,048, a sort key up to 1,024.
+# A payload id is the table's partition key and by_waiter's sort key (a waiter's own payload id
+# its partition key, and a payload id too): 1,024 bytes, whatever the kind of id.
+PAYLOAD_ID_MAX_BYTES = 1024
+# Step Functions: an execution's input is at most 256 KiB of UTF-8, the coordinator block included.
+EXECUTION_INPUT_MAX_BYTES = 262_144
 
 WorkflowName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=60)]
 PayloadId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -136,6 +150,13 @@ class PayloadRequest:
     schedule_time: datetime | None = None
     replace: bool = False
     callback: Callback | None = None
+    # The sender named the id (`id`): it then also stands for this input (see `identity_conflict`).
+    explicit_id: bool = False
+
+    @cached_property
+    def input_sha256(self) -> str:
+        """The digest of the payload's own input (canonical JSON), kept on STATE to compare."""
+        return input_digest(self.input)
 
     def execution_input(self, attempt: int) -> str:
         """The execution's input: the payload's input plus the coordinator's metadata.
@@ -176,26 +197,59 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
             payload = {name: value for name, value in raw.items() if name != "callback"}
             payload["id"] = payload_id
             step = cirrus.process[0]
-            return PayloadRequest(
-                payload_id=payload_id,
-                workflow=step.workflow,
-                input=payload,
-                replace=step.replace,
-                callback=cirrus.callback,
+            return within_limits(
+                PayloadRequest(
+                    payload_id=payload_id,
+                    workflow=step.workflow,
+                    input=payload,
+                    replace=step.replace,
+                    callback=cirrus.callback,
+                    explicit_id=cirrus.id is not None,
+                )
             )
         message = ProcessMessage.model_validate(raw)
-        return PayloadRequest(
-            payload_id=message.payload_id(),
-            workflow=message.workflow,
-            input=message.input,
-            schedule_time=message.schedule_time,
-            replace=message.replace,
-            callback=message.callback,
+        return within_limits(
+            PayloadRequest(
+                payload_id=message.payload_id(),
+                workflow=message.workflow,
+                input=message.input,
+                schedule_time=message.schedule_time,
+                replace=message.replace,
+                callback=message.callback,
+                explicit_id=message.id is not None,
+            )
         )
     except ValidationError as error:
         raise InvalidMessage(describe(error), token=_token_in(raw)) from error
     except ValueError as error:
         raise InvalidMessage(str(error), token=_token_in(raw)) from error
+
+
+def within_limits(request: PayloadRequest) -> PayloadRequest:
+    """The request, if every field that becomes a key or the execution's input fits AWS's limit.
+
+    Checked in bytes, where AWS counts them, on the id as derived (a cirrus id grows with its
+    items), so nothing reaches a call that would refuse it with a ValidationException.
+    """
+    ids = [("payload id", request.payload_id)]
+    if request.callback is not None and request.callback.waiter_payload_id is not None:
+        ids.append(("callback.waiter_payload_id", request.callback.waiter_payload_id))
+    for name, value in ids:
+        if (size := len(value.encode())) > PAYLOAD_ID_MAX_BYTES:
+            raise ValueError(f"{name} is {size} bytes of UTF-8, over the limit of {PAYLOAD_ID_MAX_BYTES}")
+    if problem := execution_input_problem(request.execution_input(1)):
+        raise ValueError(problem)
+    return request
+
+
+def execution_input_problem(execution_input: str) -> str | None:
+    """Why an execution input cannot be started (re-checked at each attempt's claim), or None."""
+    if (size := len(execution_input.encode())) > EXECUTION_INPUT_MAX_BYTES:
+        return (
+            f"execution input is {size} bytes with the coordinator block, "
+            f"over Step Functions' limit of {EXECUTION_INPUT_MAX_BYTES}"
+        )
+    return None
 
 
 def describe(error: ValidationError) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -36,16 +36,26 @@ from coordinator.identity import state_machine_arn, token_key
 from coordinator.observability import logger, metrics
 from coordinator.services import Services
 from coordinator.settle import settle
-from coordinator.states import State, WaiterState
+from coordinator.states import InvalidCause, State, WaiterState
 from coordinator.table import Outcome, PayloadState
 
 if TYPE_CHECKING:
     from coordinator.messages import PayloadRequest
 
-# StartExecution answers that can never change on retry: the payload is INVALID.
-UNSTARTABLE = frozenset(
-    {"StateMachineDoesNotExist", "StateMachineDeleting", "InvalidArn", "InvalidExecutionInput"}
-)
+# StartExecution answers that retrying this message can never change: the payload is INVALID.
+# A cause outside the message does not condemn the payload: a later message tries it again.
+UNSTARTABLE: dict[str, InvalidCause] = {
+    "StateMachineDoesNotExist": InvalidCause.DEPLOYMENT,
+    "StateMachineDeleting": InvalidCause.DEPLOYMENT,
+    "InvalidArn": InvalidCause.MESSAGE,
+    "InvalidExecutionInput": InvalidCause.MESSAGE,
+    "InvalidName": InvalidCause.MESSAGE,
+    "ValidationException": InvalidCause.MESSAGE,
+}
+
+
+# The `error` a refused waiter's cause carries when its message may not name the payload.
+PAYLOAD_REFUSED = "PayloadRefused"
 
 
 class Processed(StrEnum):
@@ -56,7 +66,29 @@ class Processed(StrEnum):
     CYCLE = "cycle"  # the waiter would close a cycle and was failed at once
 
 
+# DynamoDB answers about the request itself (a key or an item over its size, a bad value):
+# the same record gets the same answer on every retry, so it is invalid input, not a fault.
+NEVER_ON_RETRY = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+
+
 def process_request(services: Services, request: PayloadRequest, *, request_id: str) -> Processed:
+    try:
+        return _process_request(services, request, request_id=request_id)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code not in NEVER_ON_RETRY:
+            raise
+        reason = f"DynamoDB refused the record: {code}: {error.response.get('Error', {}).get('Message', '')}"
+        if request.callback is None:
+            raise InvalidMessage(reason) from error
+        try:
+            moved = _move_own_waiter(services, request, code, reason, execution_arn="")
+        except ClientError:
+            moved = False  # the waiter's own row is what DynamoDB refuses: fail its token directly
+        raise InvalidMessage(reason, token=None if moved else request.callback.token) from error
+
+
+def _process_request(services: Services, request: PayloadRequest, *, request_id: str) -> Processed:
     table = services.table
     config = services.settings
     now = services.clock()
@@ -97,6 +129,8 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
         request_id=request_id,
     )
     current = claim.current
+    if claim.refusal is not None:
+        refuse(services, request, claim.refusal, execution_arn=current.execution_arn)
     if claim.claimed:
         metrics.add_metric(name="PayloadsClaimed", unit="Count", value=1)
         start_attempt(services, current)
@@ -122,6 +156,31 @@ def process_request(services: Services, request: PayloadRequest, *, request_id: 
             "waiter resolved at once", payload_id=request.payload_id, state=str(current.state), moved=moved
         )
     return Processed.ALREADY_DONE
+
+
+def refuse(services: Services, request: PayloadRequest, refusal: str, *, execution_arn: str) -> NoReturn:
+    """Fail this message's waiter at once (`DependencyInvalid`) and dead-letter the message.
+
+    Its WAITER row was put before the claim, so it is moved to INVALID (only from WAITING) and
+    the dispatcher fails the token from the stream as for any other outcome; the row does not
+    stay WAITING on a payload it will never hear from. The payload's own row is untouched.
+    """
+    if request.callback is not None:
+        _move_own_waiter(services, request, PAYLOAD_REFUSED, refusal, execution_arn=execution_arn)
+    raise InvalidMessage(refusal)
+
+
+def _move_own_waiter(
+    services: Services, request: PayloadRequest, error: str, reason: str, *, execution_arn: str
+) -> bool:
+    assert request.callback is not None
+    return services.table.move_waiter(
+        request.payload_id,
+        token_key(request.callback.token),
+        Outcome(state=State.INVALID, execution_arn=execution_arn, error=error, cause=reason),
+        services.clock(),
+        at_once=True,
+    )
 
 
 def start_attempt(services: Services, claimed: PayloadState) -> None:
@@ -153,6 +212,7 @@ def start_attempt(services: Services, claimed: PayloadState) -> None:
                 State.INVALID,
                 error=code,
                 cause=message,
+                invalid_cause=UNSTARTABLE[code],
             )
             raise InvalidMessage(
                 f"workflow {claimed.workflow!r} cannot be started: {code}: {message}"

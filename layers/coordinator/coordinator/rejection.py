@@ -23,6 +23,18 @@ from coordinator.states import DependencyError
 CLOSED_TOKEN = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
 REASON_ATTRIBUTE = "reason"
 MAX_CAUSE = 32_768
+MAX_REASON_BYTES = 1024
+
+
+def attribute_text(text: str) -> str:
+    """`text` as an SQS message attribute may carry it: only the characters SQS allows, and at
+    most MAX_REASON_BYTES of UTF-8 (the attributes count towards the message's size)."""
+    allowed = "".join(c if _sqs_allows(c) else "?" for c in text)
+    return allowed.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def _sqs_allows(c: str) -> bool:
+    return c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
 
 
 def reject(services: Services, body: str, problem: InvalidMessage, *, message_id: str) -> None:
@@ -40,12 +52,12 @@ def reject(services: Services, body: str, problem: InvalidMessage, *, message_id
         QueueUrl=services.settings.dead_letter_queue_url,
         MessageBody=body,
         MessageAttributes={
-            REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1024] or "invalid"},
+            REASON_ATTRIBUTE: {"DataType": "String", "StringValue": attribute_text(reason) or "invalid"},
             "message_id": {"DataType": "String", "StringValue": message_id},
         },
     )
     metrics.add_metric(name="InvalidMessages", unit="Count", value=1)
-    logger.warning(
+    logger.error(
         "invalid message dead-lettered",
         message_id=message_id,
         reason=reason,

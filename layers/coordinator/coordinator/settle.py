@@ -14,7 +14,7 @@ from typing import Any
 
 from coordinator.observability import logger, metrics
 from coordinator.services import Services
-from coordinator.states import State
+from coordinator.states import InvalidCause, State
 from coordinator.table import Outcome
 
 
@@ -41,6 +41,7 @@ def settle(
     output_ref: str | None = None,
     error: str | None = None,
     cause: str | None = None,
+    invalid_cause: InvalidCause | None = None,
 ) -> Settlement:
     """Record `state` for the attempt `execution_arn` of `payload_id`, then move its waiters.
 
@@ -53,7 +54,15 @@ def settle(
     inline, reference = _output_fields(output, execution_arn, services.settings.output_inline_bytes)
     reference = reference or output_ref
     applied, current = table.finalize_state(
-        payload_id, execution_arn, state, now, output=inline, output_ref=reference, error=error, cause=cause
+        payload_id,
+        execution_arn,
+        state,
+        now,
+        output=inline,
+        output_ref=reference,
+        error=error,
+        cause=cause,
+        invalid_cause=invalid_cause,
     )
     if current is None:
         logger.warning("status for unknown payload", payload_id=payload_id, execution_arn=execution_arn)

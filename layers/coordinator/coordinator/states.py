@@ -26,6 +26,13 @@ class State(StrEnum):
         return self in RETRYABLE
 
 
+class InvalidCause(StrEnum):
+    """`invalid_cause` of an INVALID row: whether a later message may try the payload again."""
+
+    MESSAGE = "message"  # the message itself (its input, its ARN): the same message fails again
+    DEPLOYMENT = "deployment"  # the state machine is missing or being deleted: it may be deployed
+
+
 ACTIVE = frozenset({State.CLAIMED, State.PROCESSING})
 RETRYABLE = frozenset({State.FAILED, State.ABORTED, State.TIMED_OUT})
 FINAL = frozenset(State) - ACTIVE

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from coordinator.identity import METADATA_KEY
@@ -56,7 +57,20 @@ def apply_status_change(services: Services, detail: ExecutionStatusDetail) -> Se
         return None
     execution_input = detail.input
     if execution_input is None or (detail.input_details is not None and not detail.input_details.included):
-        described = services.stepfunctions.describe_execution(executionArn=detail.execution_arn)
+        try:
+            described = services.stepfunctions.describe_execution(executionArn=detail.execution_arn)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                raise
+            # Gone (its history expired, or its state machine was deleted): no input to name
+            # its payload, and retrying the event cannot bring it back. Reconcile still sees a
+            # pending row of it and `coordinator stuck` shows it.
+            logger.warning(
+                "status of an execution that no longer exists skipped",
+                execution_arn=detail.execution_arn,
+                status=detail.status,
+            )
+            return None
         execution_input = described.get("input")
     payload_id = payload_id_of(execution_input)
     if payload_id is None:

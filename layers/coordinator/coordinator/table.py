@@ -5,8 +5,9 @@ it was (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so no decision needs an 
 
 - `register_waiter` puts WAITER#<sha256(token)> only if absent; a redelivery finds it there.
 - `claim_payload` takes STATE only if absent, or final and re-runnable (FAILED, ABORTED,
-  TIMED_OUT, or any final state with `replace`), never from CLAIMED/PROCESSING. It writes the
-  *prospective* execution ARN of the new attempt; the attempt number is the row's version.
+  TIMED_OUT, INVALID for a cause outside the message, or any final state with `replace`),
+  never from CLAIMED/PROCESSING. It writes the *prospective* execution ARN of the new
+  attempt; the attempt number is the row's version.
 - `finalize_state` writes a final state only if `execution_arn` is the event's and the row is
   still CLAIMED/PROCESSING: the fence that keeps a stale or duplicate event from regressing it.
 - `move_waiter` moves a waiter only from WAITING, so the two paths that may both try to move
@@ -20,7 +21,9 @@ leaves the index by removing them when it resolves.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,8 +33,16 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from coordinator.identity import execution_arn, execution_name, token_key
-from coordinator.states import ACTIVE, FINAL, RETRYABLE, State, WaiterState
+from coordinator.identity import (
+    METADATA_KEY,
+    execution_arn,
+    execution_name,
+    format_utc,
+    input_digest,
+    token_key,
+)
+from coordinator.messages import execution_input_problem
+from coordinator.states import ACTIVE, FINAL, RETRYABLE, InvalidCause, State, WaiterState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -94,14 +105,37 @@ class PayloadState:
     attempt: int
     execution_arn: str
     workflow: str = ""
+    schedule_time: str | None = None
     input: str | None = None
+    input_sha256: str | None = None
     output: str | None = None
     output_ref: str | None = None
     error: str | None = None
     cause: str | None = None
+    invalid_cause: str | None = None
     claimed_by: str | None = None
     claimed_at: str | None = None
     updated_at: str | None = None
+
+    @property
+    def schedule_instant(self) -> datetime | None:
+        """The payload's logical time (rows written before it was kept in `...Z` form too)."""
+        return datetime.fromisoformat(self.schedule_time) if self.schedule_time else None
+
+    def input_digest(self) -> str | None:
+        """The digest of the payload's own input (recomputed for rows stored before it was kept)."""
+        if self.input_sha256 is not None or self.input is None:
+            return self.input_sha256
+        document = json.loads(self.input)
+        document.pop(METADATA_KEY, None)
+        return input_digest(document)
+
+    @property
+    def is_retryable(self) -> bool:
+        """A new message may claim a new attempt without `replace`."""
+        return self.state in RETRYABLE or (
+            self.state is State.INVALID and self.invalid_cause == InvalidCause.DEPLOYMENT
+        )
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PayloadState:
@@ -111,11 +145,14 @@ class PayloadState:
             attempt=int(row.get("attempt", 0)),
             execution_arn=row.get("execution_arn", ""),
             workflow=row.get("workflow", ""),
+            schedule_time=row.get("schedule_time"),
             input=row.get("input"),
+            input_sha256=row.get("input_sha256"),
             output=row.get("output"),
             output_ref=row.get("output_ref"),
             error=row.get("error"),
             cause=row.get("cause"),
+            invalid_cause=row.get("invalid_cause"),
             claimed_by=row.get("claimed_by"),
             claimed_at=row.get("claimed_at"),
             updated_at=row.get("updated_at"),
@@ -124,10 +161,14 @@ class PayloadState:
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of `claim_payload`: ours to start, or the row that stopped us."""
+    """The outcome of `claim_payload`: ours to start, or the row that stopped us.
+
+    `refusal` says why the message may not have this payload at all (`identity_conflict`).
+    """
 
     claimed: bool
     current: PayloadState
+    refusal: str | None = None
 
     @property
     def execution_arn(self) -> str:
@@ -333,19 +374,28 @@ class PayloadTable:
         just seen (optimistic: a concurrent claimer makes the condition fail again). A message
         never claims twice (`claimed_by`): its redelivery after its own attempt finished must
         not start yet another attempt.
+
+        A re-run keeps the payload's identity: its `schedule_time` is the row's (stored at the
+        first claim, UTC `...Z`), not the re-run message's, so every attempt's execution sees
+        the same `coordinator` block but for the attempt number.
         """
         attempt, condition = 1, "attribute_not_exists(payload_id)"
         expected: dict[str, Any] = {}
+        seen: PayloadState | None = None
         for _ in range(MAX_CLAIM_ROUNDS):
             name = execution_name(request.payload_id, attempt)
             arn = execution_arn(state_machine, name)
             execution_input = request.execution_input(attempt)
+            if seen is not None and (too_large := execution_input_problem(execution_input)):
+                # A re-run's block differs (its attempt, the row's schedule time): checked again.
+                return Claim(claimed=False, current=seen, refusal=too_large)
             row = {
                 ":claimed": str(State.CLAIMED),
                 ":attempt": attempt,
                 ":arn": arn,
                 ":workflow": request.workflow,
                 ":input": execution_input,
+                ":digest": request.input_sha256,
                 ":by": request_id,
                 ":now": _stamp(now),
                 ":shard": pending_shard(STATE_KEY, request.payload_id),
@@ -356,6 +406,7 @@ class PayloadTable:
                 "execution_arn = :arn",
                 "workflow = :workflow",
                 "#input = :input",
+                "input_sha256 = :digest",
                 "claimed_by = :by",
                 "claimed_at = :now",
                 "updated_at = :now",
@@ -363,9 +414,11 @@ class PayloadTable:
                 "pending_since = :now",
             ]
             if request.schedule_time is not None:
-                row[":schedule"] = _stamp(request.schedule_time)
+                row[":schedule"] = format_utc(request.schedule_time)
                 sets.append("schedule_time = :schedule")
-            update = f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, finished_at"
+            update = (
+                f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, invalid_cause, finished_at"
+            )
             try:
                 self.client.update_item(
                     TableName=self.table_name,
@@ -383,11 +436,14 @@ class PayloadTable:
             except ClientError as error:
                 if not is_condition_failure(error):
                     raise
-                current = PayloadState.from_row(from_item(error.response["Item"]))
-                rerunnable = current.state in RETRYABLE or (request.replace and current.state in FINAL)
+                current = seen = PayloadState.from_row(from_item(error.response["Item"]))
+                if refusal := identity_conflict(request, current):
+                    return Claim(claimed=False, current=current, refusal=refusal)
+                rerunnable = current.is_retryable or (request.replace and current.state in FINAL)
                 if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
                     return Claim(claimed=False, current=current)
                 attempt = current.attempt + 1
+                request = dataclasses.replace(request, schedule_time=current.schedule_instant)
                 condition = "attempt = :seen_attempt AND #state = :seen_state"
                 expected = {":seen_attempt": current.attempt, ":seen_state": str(current.state)}
                 continue
@@ -399,7 +455,9 @@ class PayloadTable:
                     attempt=attempt,
                     execution_arn=arn,
                     workflow=request.workflow,
+                    schedule_time=format_utc(request.schedule_time) if request.schedule_time else None,
                     input=execution_input,
+                    input_sha256=request.input_sha256,
                     claimed_by=request_id,
                 ),
             )
@@ -416,6 +474,7 @@ class PayloadTable:
         output_ref: str | None = None,
         error: str | None = None,
         cause: str | None = None,
+        invalid_cause: InvalidCause | None = None,
     ) -> tuple[bool, PayloadState | None]:
         """Move STATE to `state` if `arn` is the current attempt's and the row is still active.
 
@@ -443,6 +502,9 @@ class PayloadTable:
             if cause is not None:
                 values[":cause"] = cause
                 sets.append("cause = :cause")
+            if invalid_cause is not None:
+                values[":invalid_cause"] = str(invalid_cause)
+                sets.append("invalid_cause = :invalid_cause")
             update = f"SET {', '.join(sets)} REMOVE pending_shard, pending_since"
         try:
             response = self.client.update_item(
@@ -502,6 +564,36 @@ class PayloadTable:
                 return False
             raise
         return True
+
+
+def identity_conflict(request: PayloadRequest, current: PayloadState) -> str | None:
+    """Why `request` may not name the payload `current` is, or None if it may.
+
+    A payload id belongs to the workflow it was first submitted with, and to its logical time;
+    an explicit id also to its input, unless the message sets `replace` on a payload that has
+    ended: that starts a new attempt on the new input, the payload's input from then on. A
+    derived id is its own check (the input's hash; the tick; cirrus's items). Decided on the
+    claim's ALL_OLD answer, so refusing costs no call.
+    """
+    if current.workflow and current.workflow != request.workflow:
+        return (
+            f"payload id {request.payload_id!r} belongs to workflow {current.workflow!r}, "
+            f"not {request.workflow!r}"
+        )
+    stored = current.schedule_instant
+    if request.schedule_time is not None and stored != request.schedule_time:
+        return (
+            f"payload {request.payload_id!r} has schedule time "
+            f"{format_utc(stored) if stored else 'none'}, not {format_utc(request.schedule_time)}"
+        )
+    if request.explicit_id and not (request.replace and current.state in FINAL):
+        digest = current.input_digest()
+        if digest is not None and digest != request.input_sha256:
+            return (
+                f"payload {request.payload_id!r} was submitted with another input; "
+                "send it with replace to run it on this one once it has ended"
+            )
+    return None
 
 
 class ClaimContention(RuntimeError):

@@ -135,6 +135,31 @@ def _start_execution_named(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Defect: StartExecution accepts an input over 256 KiB.
+# Step Functions refuses an execution input over 256 KiB of UTF-8 (262,144 bytes; the API's
+# `input` constraint, answered with a ValidationException); moto 5.2.5 starts the execution, so
+# offline a payload runs that the service would refuse. Checked at the API (the response layer),
+# before moto's backend sees the call.
+# ---------------------------------------------------------------------------------------------
+EXECUTION_INPUT_MAX_BYTES = 262_144
+
+
+def _start_execution_input_bounded(original: Callable[..., Any]) -> Callable[..., Any]:
+    def start_execution(self: Any) -> Any:
+        from moto.stepfunctions.exceptions import ValidationException
+
+        execution_input = self._get_param("input")
+        if execution_input is not None and len(execution_input.encode()) > EXECUTION_INPUT_MAX_BYTES:
+            raise ValidationException(
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {EXECUTION_INPUT_MAX_BYTES}"
+            )
+        return original(self)
+
+    return start_execution
+
+
+# ---------------------------------------------------------------------------------------------
 # Cost: ReceiveMessage computes every attribute of the queue for every message it returns.
 # `SQSBackend.is_message_valid_based_on_retention_period` asks `get_queue_attributes` for the
 # retention period, which builds `Queue.attributes` three times, and each build counts the
@@ -402,6 +427,11 @@ def _patches() -> list[_Patch]:
             _terminated_told(BaseExecutionWorkerCommunication.terminated),
         ),
         _Patch(StepFunctionResponse, "send_task_failure", _send_task_failure_with_cause),
+        _Patch(
+            StepFunctionResponse,
+            "start_execution",
+            _start_execution_input_bounded(StepFunctionResponse.start_execution),
+        ),
         _Patch(
             StepFunctionsParserBackend,
             "start_execution",
