@@ -146,6 +146,12 @@ class ProtocolModel(RuleBasedStateMachine):
             if waiter.expected is None:
                 waiter.expected = WaiterState(state)
 
+    @staticmethod
+    def rerunnable(attempt: Attempt) -> bool:
+        """A later message claims a new attempt without `replace`: the attempt failed, or could
+        not start because its state machine was missing (a cause outside the message)."""
+        return attempt.recorded in RETRYABLE or (attempt.recorded is State.INVALID and not attempt.started)
+
     def new_attempt(self, payload_id: str, message_id: str) -> Attempt:
         attempts = self.attempts.setdefault(payload_id, [])
         startable = WORKFLOW_OF[payload_id] in self.world.workflows
@@ -265,7 +271,7 @@ class ProtocolModel(RuleBasedStateMachine):
                 self.waiters[token].expected = WaiterState.CYCLE
                 return
         last = self.last(payload_id)
-        if last is None or (last.recorded not in ACTIVE and (last.recorded in RETRYABLE or replace)):
+        if last is None or (last.recorded not in ACTIVE and (self.rerunnable(last) or replace)):
             last = self.new_attempt(payload_id, message_id)
         if token is not None:
             last.waiters.append(token)
