@@ -229,6 +229,7 @@ class ProtocolModel(RuleBasedStateMachine):
         waiter_payload_id=st.none() | PAYLOADS,
         replace=st.booleans(),
         twice=st.booleans(),
+        echo=st.booleans(),
         crash=CRASHES,
     )
     def submit(
@@ -238,9 +239,13 @@ class ProtocolModel(RuleBasedStateMachine):
         waiter_payload_id: str | None,
         replace: bool,
         twice: bool,
+        echo: bool,
         crash: CrashPoint | None,
     ) -> None:
-        """A message for a payload, maybe with a waiter; `twice`: SQS delivers it again later."""
+        """A message for a payload, maybe with a waiter. `twice`: SQS delivers it again. `echo`:
+        when it re-runs the payload, EventBridge delivers the previous attempt's final event
+        once more right after (at least once delivery), while the new attempt runs."""
+        attempts_before = len(self.attempts.get(payload_id, []))
         hook = None
         if with_waiter and len(self.waiters) < MAX_WAITERS:
             hook = callback(waiter_payload_id=waiter_payload_id) if waiter_payload_id else callback()
@@ -253,6 +258,10 @@ class ProtocolModel(RuleBasedStateMachine):
         self.deliver(sqs_delivery(self.world, event), crash)
         if twice:  # the same message (same id) once more: it must change nothing
             self.deliver(sqs_delivery(self.world, sqs_event(message, message_ids=[message_id])), None)
+        previous = self.attempts[payload_id][attempts_before - 1] if attempts_before else None
+        rerun = previous is not None and self.last(payload_id) is not previous
+        if echo and rerun and previous is not None and previous.fate is not None:
+            self.eventbridge(self.status_event(payload_id, previous.number, str(previous.fate)), None)
 
     def expect_submission(
         self,
