@@ -32,7 +32,7 @@ class Describes:
     def __init__(self, *answers: dict[str, Any]) -> None:
         self.answers = list(answers)
 
-    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
         return self.answers.pop(0)
 
 
