@@ -625,3 +625,158 @@ def test_moto_starts_an_execution_input_over_256_kib_without_the_patch(stepfunct
     )
 
     assert started["executionArn"].endswith(":big")
+
+
+# -- RedriveExecution ------------------------------------------------------------------------------
+
+
+class TwoStepJob:
+    """A standard execution whose first state (Prepare) passes and whose second (Work) waits on a
+    task token: the test fails or completes Work at will, so it can fail, then succeed on redrive."""
+
+    def __init__(self) -> None:
+        self.sqs = boto3.client("sqs")
+        self.queue_url = self.sqs.create_queue(QueueName="work")["QueueUrl"]
+        self.stepfunctions = boto3.client("stepfunctions")
+        definition = {
+            "StartAt": "Prepare",
+            "States": {
+                "Prepare": {"Type": "Pass", "Result": "ready", "ResultPath": "$.prepared", "Next": "Work"},
+                "Work": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                    "Parameters": {
+                        "QueueUrl": self.queue_url,
+                        "MessageBody": {"token.$": "$$.Task.Token", "input.$": "$"},
+                    },
+                    "End": True,
+                },
+            },
+        }
+        self.machine = self.stepfunctions.create_state_machine(
+            name="two-steps", definition=json.dumps(definition), roleArn=ROLE
+        )["stateMachineArn"]
+
+    def start(self) -> str:
+        return str(
+            self.stepfunctions.start_execution(
+                stateMachineArn=self.machine, name="job", input=json.dumps({"n": 1})
+            )["executionArn"]
+        )
+
+    def work_reached(self) -> dict[str, Any]:
+        """The next token the Work state sent, with the input Work was given."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for message in self.sqs.receive_message(QueueUrl=self.queue_url).get("Messages", []):
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                return dict(json.loads(message["Body"]))
+        raise AssertionError("Work never sent its token")
+
+    def failed(self) -> str:
+        """An execution that passed Prepare and failed in Work."""
+        execution_arn = self.start()
+        token = self.work_reached()["token"]
+        self.stepfunctions.send_task_failure(taskToken=token, error="Broken", cause="not yet fixed")
+        assert wait_for_end(self.stepfunctions, execution_arn)["status"] == "FAILED"
+        return execution_arn
+
+    def entered(self, execution_arn: str) -> list[str]:
+        events = self.stepfunctions.get_execution_history(executionArn=execution_arn)["events"]
+        return [
+            event["stateEnteredEventDetails"]["name"]
+            if "stateEnteredEventDetails" in event
+            else event["type"]
+            for event in events
+            if "stateEnteredEventDetails" in event or event["type"] == "ExecutionRedriven"
+        ]
+
+
+def test_a_redrive_resumes_the_same_execution_at_the_failed_state_with_its_input(
+    executing_moto: None,
+) -> None:
+    with moto_patches.patched():
+        job = TwoStepJob()
+        execution_arn = job.failed()
+        job.stepfunctions.redrive_execution(executionArn=execution_arn)
+        resumed = job.work_reached()
+        job.stepfunctions.send_task_success(taskToken=resumed["token"], output=json.dumps({"done": True}))
+        ended = wait_for_end(job.stepfunctions, execution_arn)
+        assert ended["status"] == "SUCCEEDED"
+        assert resumed["input"] == {"n": 1, "prepared": "ready"}  # what Work was given the first time
+        # Prepare ran once; Work again after the redrive, in one history under one ARN.
+        assert job.entered(execution_arn) == ["Prepare", "Work", "ExecutionRedriven", "Work"]
+        listed = job.stepfunctions.list_executions(stateMachineArn=job.machine)["executions"]
+        assert [execution["executionArn"] for execution in listed] == [execution_arn]
+
+
+def test_describe_execution_carries_the_redrive_count_date_and_status(executing_moto: None) -> None:
+    with moto_patches.patched():
+        job = TwoStepJob()
+        execution_arn = job.failed()
+        failed = job.stepfunctions.describe_execution(executionArn=execution_arn)
+        redriven = job.stepfunctions.redrive_execution(executionArn=execution_arn)["redriveDate"]
+        running = job.stepfunctions.describe_execution(executionArn=execution_arn)
+        job.stepfunctions.send_task_success(taskToken=job.work_reached()["token"], output="{}")
+        succeeded = wait_for_end(job.stepfunctions, execution_arn)
+    assert (failed["redriveCount"], failed["redriveStatus"]) == (0, "REDRIVABLE")
+    assert "redriveDate" not in failed
+    assert (running["status"], running["redriveCount"], running["redriveDate"]) == ("RUNNING", 1, redriven)
+    assert running["redriveStatusReason"] == "Execution is RUNNING and cannot be redriven"
+    assert (succeeded["redriveCount"], succeeded["redriveStatus"]) == (1, "NOT_REDRIVABLE")
+    assert succeeded["redriveStatusReason"] == "Execution is SUCCEEDED and cannot be redriven"
+
+
+def test_a_running_or_succeeded_execution_is_not_redrivable(executing_moto: None) -> None:
+    with moto_patches.patched():
+        job = TwoStepJob()
+        execution_arn = job.start()
+        token = job.work_reached()["token"]
+        with pytest.raises(ClientError, match=r"ExecutionNotRedrivable.*RUNNING") as running:
+            job.stepfunctions.redrive_execution(executionArn=execution_arn)
+        job.stepfunctions.send_task_success(taskToken=token, output="{}")
+        wait_for_end(job.stepfunctions, execution_arn)
+        with pytest.raises(ClientError, match="SUCCEEDED and cannot be redriven") as succeeded:
+            job.stepfunctions.redrive_execution(executionArn=execution_arn)
+    for refused in (running, succeeded):
+        assert refused.value.response["Error"]["Code"] == "ExecutionNotRedrivable"
+
+
+def test_a_client_token_redrives_once_however_often_it_is_sent(executing_moto: None) -> None:
+    with moto_patches.patched():
+        job = TwoStepJob()
+        execution_arn = job.failed()
+        first = job.stepfunctions.redrive_execution(executionArn=execution_arn, clientToken="dep-1-1")
+        again = job.stepfunctions.redrive_execution(executionArn=execution_arn, clientToken="dep-1-1")
+        described = job.stepfunctions.describe_execution(executionArn=execution_arn)
+        with pytest.raises(ClientError, match="ExecutionNotRedrivable"):
+            job.stepfunctions.redrive_execution(executionArn=execution_arn, clientToken="another")
+    assert first["redriveDate"] == again["redriveDate"]
+    assert described["redriveCount"] == 1
+
+
+def test_the_status_point_tells_of_a_redrive_and_of_its_end(executing_moto: None) -> None:
+    heard: list[tuple[int, str]] = []
+    with moto_patches.patched(status_listener=lambda arn: heard.append(described(arn))):
+        job = TwoStepJob()
+
+        def described(execution_arn: str) -> tuple[int, str]:
+            execution = job.stepfunctions.describe_execution(executionArn=execution_arn)
+            return execution["redriveCount"], execution["status"]
+
+        execution_arn = job.failed()
+        job.stepfunctions.redrive_execution(executionArn=execution_arn)
+        job.stepfunctions.send_task_success(taskToken=job.work_reached()["token"], output="{}")
+        wait_for_end(job.stepfunctions, execution_arn)
+        deadline = time.monotonic() + 10
+        while len(heard) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert heard[1:] == [(0, "FAILED"), (1, "RUNNING"), (1, "SUCCEEDED")]
+
+
+def test_moto_cannot_redrive_and_describes_no_redrive_fields_without_the_patch(executing_moto: None) -> None:
+    job = TwoStepJob()
+    execution_arn = job.failed()
+    with pytest.raises(NotImplementedError, match="redrive_execution"):
+        job.stepfunctions.redrive_execution(executionArn=execution_arn)
+    assert "redriveCount" not in job.stepfunctions.describe_execution(executionArn=execution_arn)

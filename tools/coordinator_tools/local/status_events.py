@@ -1,7 +1,8 @@
 """Step Functions status changes as EventBridge events, which moto never emits.
 
 Step Functions puts an "Step Functions Execution Status Change" event on the default bus when
-an execution starts and when it ends. Offline, `ExecutionStatusPoller` is told of both by
+an execution starts and when it ends, and again when a redrive restarts it and when that run
+ends (each event carries the execution's `redriveCount`). Offline, `ExecutionStatusPoller` is told of both by
 moto's status point (`moto_patches`: every execution start and end calls `told` with the
 execution's ARN, so nothing is listed and a running execution costs nothing while it runs).
 At its interval it describes each execution it was told of, builds the event in its real
@@ -61,6 +62,10 @@ def status_change_event(execution: dict[str, Any], *, account: str, region: str)
             "outputDetails": {"included": True} if output is not None else None,
             "error": execution.get("error"),
             "cause": execution.get("cause"),
+            "redriveCount": execution.get("redriveCount", 0),
+            "redriveDate": _epoch_millis(redriven) if (redriven := execution.get("redriveDate")) else None,
+            "redriveStatus": execution.get("redriveStatus"),
+            "redriveStatusReason": execution.get("redriveStatusReason"),
         },
     }
     return event
@@ -102,7 +107,8 @@ class ExecutionStatusPoller(Poller):
         self.dead_letter_of = dead_letter_of
         self.account = account
         self.region = region
-        self.known: dict[str, str] = {}  # execution ARN -> last status an event was sent for
+        # execution ARN -> (redrive count, status) of the last event sent for it
+        self.known: dict[str, tuple[int, str]] = {}
         self.events_sent = 0
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
@@ -121,16 +127,26 @@ class ExecutionStatusPoller(Poller):
 
     def _observe(self, execution_arn: str) -> int:
         execution = self.stepfunctions.describe_execution(executionArn=execution_arn)
+        run = execution.get("redriveCount", 0)
         sent = 0
-        if execution_arn not in self.known:
-            # Every execution starts RUNNING, and Step Functions says so even if it ended since.
-            started = {**execution, "status": "RUNNING", "output": None, "error": None, "cause": None}
+        if self.known.get(execution_arn, (-1, ""))[0] < run:
+            # Every run (the first, and each redrive) starts RUNNING, and Step Functions says so
+            # even if it ended since.
+            started = {
+                **execution,
+                "status": "RUNNING",
+                "output": None,
+                "error": None,
+                "cause": None,
+                "redriveStatus": "NOT_REDRIVABLE",
+                "redriveStatusReason": "Execution is RUNNING and cannot be redriven",
+            }
             self._publish(status_change_event(started, account=self.account, region=self.region))
-            self.known[execution_arn] = "RUNNING"
+            self.known[execution_arn] = (run, "RUNNING")
             sent += 1
-        if execution["status"] != self.known[execution_arn]:
+        if (run, execution["status"]) != self.known[execution_arn]:
             self._publish(status_change_event(execution, account=self.account, region=self.region))
-            self.known[execution_arn] = execution["status"]
+            self.known[execution_arn] = (run, execution["status"])
             sent += 1
         return sent
 
