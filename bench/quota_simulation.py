@@ -130,7 +130,8 @@ class FanOutSetup:
     reconcile_rows_per_shard: int  # RECONCILE_BATCH_SIZE over the by_pending shards
     waiters: int = 100_000
     retry_delays: tuple[float, ...] = (60.0, 120.0)  # Lambda retries about 1, then 2 minutes later
-    move_workers: int = 1  # settle moves one waiter at a time today
+    move_workers: int = 1  # settle's SETTLE_MOVE_CONCURRENCY
+    shared_partition: bool = True  # the dispatcher's stamps share the moves' partition WCU
 
 
 def as_deployed() -> FanOutSetup:
@@ -148,8 +149,10 @@ def as_deployed() -> FanOutSetup:
     batch = int(function_environment("ReconcileFunction")["RECONCILE_BATCH_SIZE"])
     timeout = float(update_state.get("Timeout", globals_timeout()))
     factor = int(stream.get("ParallelizationFactor", 1))
+    workers = move_concurrency(function_environment("UpdateStateFunction"))
     return FanOutSetup(
-        label=f"as deployed ({timeout:.0f} s update-state, one move at a time, PF {factor})",
+        label=f"as deployed ({timeout:.0f} s update-state, {workers} moves at a time, PF {factor})",
+        move_workers=workers,
         update_state_timeout=timeout,
         async_attempts=1 + int(retries),
         parallelization_factor=factor,
@@ -157,6 +160,14 @@ def as_deployed() -> FanOutSetup:
         reconcile_every=schedule.every.total_seconds(),
         reconcile_rows_per_shard=batch // len(pending_shards()),
     )
+
+
+def move_concurrency(environment: dict[str, Any]) -> int:
+    """How many moves settle has in flight in a function with this environment (Settings)."""
+    from coordinator.settings import Settings
+
+    given = {name: value for name, value in environment.items() if name == "SETTLE_MOVE_CONCURRENCY"}
+    return Settings.model_validate({"TABLE_NAME": "-", **given}).move_concurrency
 
 
 def globals_timeout() -> float:
@@ -174,7 +185,12 @@ def _event(function: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def simulate_fanout(setup: FanOutSetup, seed: int = 7) -> dict[str, object]:
     rng = random.Random(seed)
-    table_wcu = TokenBucket(PARTITION_WCU, PARTITION_WCU)  # the payload's partition
+    # The payload's partition. Settle's moves and the dispatcher's stamps both write it and,
+    # the stream being half a second behind, they overlap nearly all along: each flow is given
+    # half of it (pessimistic while only one of them runs). Without `shared_partition`, each
+    # gets all of it, as this simulation had it before.
+    share = PARTITION_WCU / 2 if setup.shared_partition else PARTITION_WCU
+    table_wcu = TokenBucket(share, share)
     index_wcu = TokenBucket(PARTITION_WCU, PARTITION_WCU)  # by_pending's WAITER#<bucket> entry
     rcu = TokenBucket(PARTITION_RCU, PARTITION_RCU)
     waits = Waits()
@@ -226,10 +242,9 @@ def simulate_fanout(setup: FanOutSetup, seed: int = 7) -> dict[str, object]:
         del step
 
     # The dispatcher: one shard (one partition), `parallelization_factor` batches at a time.
-    # Its stamps write to the same partition as settle's moves; simulated after settle, with a
-    # bucket of its own (optimistic where the two overlap: together they get 1,000 WCU/s, so
-    # at most 500 waiters/s moved and stamped).
-    table_wcu = TokenBucket(PARTITION_WCU, PARTITION_WCU)
+    # Its stamps write to the same partition as settle's moves; simulated after settle, with
+    # its share of the partition (see above).
+    table_wcu = TokenBucket(share, share)
     send_task = TokenBucket(*SEND_TASK)
     arrivals = sorted(t + STREAM_DELAY for t in moved_at)
     consumers = [0.0] * setup.parallelization_factor
