@@ -440,8 +440,7 @@ def main(argv: list[str]) -> Report:
         Row(
             f"100,000 waiters on one payload: all resumed, {deployed_setup.label}",
             COMMAND,
-            f"{resumed:.0f} s ({duration(resumed)}; before: "
-            f"{duration(float(before['all_notified']))})",  # type: ignore[arg-type]
+            f"{resumed:.0f} s ({duration(resumed)}; before: {duration(float(before['all_notified']))})",  # type: ignore[arg-type]
             f"<= {FANIN_TARGET:.0f} s (issue 19)",
             resumed <= FANIN_TARGET,
             note=f"{how}; held back by {deployed['waits'].text()}",  # type: ignore[attr-defined]
@@ -469,6 +468,9 @@ def main(argv: list[str]) -> Report:
                 note=held_text(r["held"], float(r["seconds"])),  # type: ignore[arg-type]
             )
         )
+    pages = math.ceil(100_000 / 100)
+    page_rcu = math.ceil(100 * WAITER_ROW_BYTES / 4096)
+    pass_rcu = pages * page_rcu
     report.detail = "\n\n".join(
         [
             prose(
@@ -483,12 +485,11 @@ def main(argv: list[str]) -> Report:
             prose(
                 f"""The settle query reads every waiter row of the payload, resolved ones too
                 (the filter applies after the read): at 100,000 waiters of {WAITER_ROW_BYTES}
-                bytes that is {math.ceil(100_000 / 100):,} pages of
-                {math.ceil(100 * WAITER_ROW_BYTES / 4096)} RCU, {100_000 // 100 * math.ceil(100 * WAITER_ROW_BYTES / 4096):,}
-                RCU a full pass, about {100_000 // 100 * math.ceil(100 * WAITER_ROW_BYTES / 4096) / PARTITION_RCU:.0f} s of
-                the partition's {PARTITION_RCU:,.0f} RCU/s and {math.ceil(100_000 / 100) * DYNAMODB_LATENCY:.0f} s of
-                round trips, on every repeat. It is modelled above and does not hold the target
-                back, so the query stays on the table (strongly consistent, which no index is)."""
+                bytes that is {pages:,} pages of {page_rcu} RCU, {pass_rcu:,} RCU a full pass,
+                about {pass_rcu / PARTITION_RCU:.0f} s of the partition's {PARTITION_RCU:,.0f}
+                RCU/s and {pages * DYNAMODB_LATENCY:.0f} s of round trips, on every repeat. It
+                is modelled above and does not hold the target back, so the query stays on the
+                table (strongly consistent, which no index is)."""
             ),
             "**One payload, 100,000 waiters**",
             table(
