@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -217,3 +219,44 @@ def test_a_dropped_input_of_an_execution_that_no_longer_exists_is_skipped(
     current = services.table.get_state("p-gone")
     assert current is not None
     assert current.state is State.CLAIMED
+
+
+def _moves_by_thread(services: Services, payload_id: str, waiters: int) -> tuple[Settled, int, set[str]]:
+    """Settle a payload with `waiters` waiters; the threads its waiter moves were made from."""
+    arn, execution_input = started(services, payload_id)
+    for number in range(waiters):
+        hook = callback(f"AQCEAAAAKgAAAAMAAAAAAAAAA{number:04d}" + "x" * 200)
+        services.table.register_waiter(
+            payload_id, request(id=payload_id, callback=hook).callback, services.clock(), retention_seconds=60
+        )  # type: ignore[arg-type]
+    threads: set[str] = set()
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        if params.get("ConditionExpression") == "waiter_state = :waiting":
+            threads.add(threading.current_thread().name)
+
+    events = services.dynamodb.meta.events
+    events.register("provide-client-params.dynamodb.UpdateItem", seen, unique_id="moves-by-thread")
+    try:
+        settlement = apply(services, status_event(arn, "SUCCEEDED", execution_input, output="{}"))
+    finally:
+        events.unregister("provide-client-params.dynamodb.UpdateItem", unique_id="moves-by-thread")
+    return settlement.settled, settlement.waiters_moved, threads
+
+
+def test_settle_moves_waiters_concurrently_across_pages(services: Services, workflows: Workflows) -> None:
+    settled, moved, threads = _moves_by_thread(services, "p1", 130)  # two query pages
+
+    assert (settled, moved) == (Settled.APPLIED, 130)
+    assert services.table.get_state("p1") is not None
+    assert len(threads) > 1
+    assert all(name.startswith("settle-move") for name in threads)
+
+
+def test_settle_moves_serially_with_a_concurrency_of_one(services: Services, workflows: Workflows) -> None:
+    serial = replace(services, settings=services.settings.model_copy(update={"move_concurrency": 1}))
+
+    settled, moved, threads = _moves_by_thread(serial, "p1", 3)
+
+    assert (settled, moved) == (Settled.APPLIED, 3)
+    assert threads == {threading.current_thread().name}

@@ -124,7 +124,12 @@ class Actors:
     def services(self, name: str, world: World) -> Services:
         dynamodb, stepfunctions = self.clients[name]
         return Services(
-            settings=world.services.settings,
+            # The turnstile parks an actor on its own clients' calls, one at a time: settle's
+            # moves run serially here so that each of them is a step the explorer schedules.
+            # Its concurrent moves are independent conditional writes to distinct rows, so
+            # serial moves interleaved with the other actors cover their orders; the crash
+            # sweep runs them on the pool.
+            settings=world.services.settings.model_copy(update={"move_concurrency": 1}),
             dynamodb=dynamodb,
             stepfunctions=stepfunctions,
             sqs=self.lab.sqs,

@@ -22,6 +22,7 @@ Two observers stand for what AWS itself knows after a run:
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from botocore.awsrequest import AWSResponse
 
 _ids = itertools.count(1)
 PARAMS = "reliability.params"
+CALL_INDEX = "reliability.call_index"
 
 
 def remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -74,30 +76,34 @@ class CrashSwitch:
     point: CrashPoint | None
     operations: list[str] = field(default_factory=list)
     crashed: bool = False
+    # settle makes its moves on pool threads: calls are numbered in the order they start,
+    # under a lock, and each call's after-hook finds its own number in its request context.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def before(self, model: Any, **_: Any) -> None:
-        index = len(self.operations)
-        self.operations.append(model.name)
-        if self._due(index, Phase.BEFORE):
-            self.crashed = True
+    def before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            index = len(self.operations)
+            self.operations.append(model.name)
+            context[CALL_INDEX] = index
+            due = self._due(index, Phase.BEFORE)
+        if due:
             raise LambdaCrash(f"crash before call {index} ({model.name})")
 
-    def after(self, model: Any, **_: Any) -> None:
-        index = len(self.operations) - 1
-        if self._due(index, Phase.AFTER):
-            self.crashed = True
+    def after(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        index = context[CALL_INDEX]
+        with self._lock:
+            due = self._due(index, Phase.AFTER)
+        if due:
             raise LambdaCrash(f"crash after call {index} ({model.name})")
 
     def _due(self, index: int, phase: Phase) -> bool:
-        return (
+        due = (
             not self.crashed
             and self.point is not None
-            and (self.point.index, self.point.phase)
-            == (
-                index,
-                phase,
-            )
+            and (self.point.index, self.point.phase) == (index, phase)
         )
+        self.crashed = self.crashed or due
+        return due
 
 
 @contextmanager

@@ -32,6 +32,10 @@ class Settings(BaseModel):
     output_inline_bytes: int = Field(default=32_768, ge=0, le=200_000, alias="OUTPUT_INLINE_BYTES")
     # Incoming process messages above this size are rejected as invalid.
     max_message_bytes: int = Field(default=262_144, ge=1, alias="MAX_MESSAGE_BYTES")
+    # How many waiter moves settle has in flight at once (threads over one boto3 client). Each
+    # move is one conditional write to the payload's partition; 8 keep it at its 1,000 WCU/s
+    # at ~5-10 ms a write (docs/scaling.md). 1 moves them one at a time.
+    move_concurrency: int = Field(default=8, ge=1, le=64, alias="SETTLE_MOVE_CONCURRENCY")
 
     @property
     def retention_seconds(self) -> int:

@@ -8,7 +8,9 @@ the waiters the same way whoever noticed it.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +50,15 @@ def settle(
     Order matters: the STATE write comes before the waiter query, and the query is strongly
     consistent; process puts its waiter before it claims. Whichever of the two runs second
     sees the other's write (see `coordinator.process`).
+
+    The moves run concurrently, at most `Settings.move_concurrency` at once (threads over the
+    one boto3 client, which is thread-safe). That leaves the argument as it was: every query
+    page is still read after the final write, and each move is its own conditional write
+    ("only from WAITING") to its own row, so running them at once only changes the order of
+    writes that are independent of each other. A waiter put after a page was read is either
+    in a later page or, put after the query ended, sees the final STATE when process claims.
+    A crash part-way through leaves some rows WAITING; the redelivered event (or reconcile)
+    runs settle again, which moves those and finds the moved ones gone from the query.
     """
     table = services.table
     now = services.clock()
@@ -81,11 +92,7 @@ def settle(
         return Settlement(Settled.APPLIED if applied else Settled.REPEATED)
     # Applied now, or a repeat of an event that was applied: a crash may have come between
     # that write and the moves below, so the moves always run (each is conditional).
-    outcome = Outcome.of(current)
-    moved = 0
-    for page in table.waiting_pages(payload_id):
-        for sk in page:
-            moved += table.move_waiter(payload_id, sk, outcome, now)
+    moved = _move_waiters(services, payload_id, Outcome.of(current), now)
     if moved:
         metrics.add_metric(name="WaitersResolved", unit="Count", value=moved)
     logger.info(
@@ -97,6 +104,34 @@ def settle(
         repeated=not applied,
     )
     return Settlement(Settled.APPLIED if applied else Settled.REPEATED, moved)
+
+
+def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: datetime) -> int:
+    """Move every WAITING waiter of the payload to `outcome`, a query page at a time.
+
+    With `move_concurrency` 1 the moves are made one after another on the calling thread: the
+    race explorer (tests/reliability/test_races.py) parks each actor on its own clients'
+    calls and so runs settle that way; the crash sweep runs it concurrently. A page's moves
+    all end before the next page is read, and a move that raises (a crash, an AWS error)
+    ends the rest of the page unmade and is raised here, as a serial loop would.
+    """
+    table = services.table
+    workers = services.settings.move_concurrency
+    moved = 0
+    if workers == 1:
+        for page in table.waiting_pages(payload_id):
+            moved += sum(table.move_waiter(payload_id, sk, outcome, now) for sk in page)
+        return moved
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="settle-move") as pool:
+        for page in table.waiting_pages(payload_id):
+            futures = [pool.submit(table.move_waiter, payload_id, sk, outcome, now) for sk in page]
+            try:
+                moved += sum(future.result() for future in futures)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return moved
 
 
 def _output_fields(output: str | None, execution_arn: str, limit: int) -> tuple[str | None, str | None]:
