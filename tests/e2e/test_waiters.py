@@ -126,9 +126,7 @@ def big_output_workflow(stack: OfflineStack) -> str:
 def test_waiter_on_nine_dependencies_with_outputs_near_the_inline_limit_stays_inside_its_state(
     stack: OfflineStack, big_output_workflow: str
 ) -> None:
-    dependencies = [
-        {"workflow": big_output_workflow, "id": f"big-{n}", "input": {"n": n}} for n in range(9)
-    ]
+    dependencies = [{"workflow": big_output_workflow, "id": f"big-{n}", "input": {"n": n}} for n in range(9)]
 
     stack.submit(waiter_on("fan-in-waiter", *dependencies))
 
