@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +102,89 @@ def test_redelivered_message_starts_its_execution_once(stack: OfflineStack) -> N
     time.sleep(0.5)  # let every copy be processed
 
     assert len(executions_of(stack, "example-target", "sent-three-times")) == 1
+
+
+# Under the 32 KiB inline limit each; nine of them are over Step Functions' 256 KiB state.
+BIG_OUTPUT_BYTES = 30_000
+
+
+@pytest.fixture(scope="module")
+def big_output_workflow(stack: OfflineStack) -> str:
+    """A coordinated workflow whose output is BIG_OUTPUT_BYTES of JSON, whatever its input."""
+    definition = {
+        "StartAt": "Big",
+        "States": {"Big": {"Type": "Pass", "Result": {"blob": "x" * BIG_OUTPUT_BYTES}, "End": True}},
+    }
+    stack.client("stepfunctions").create_state_machine(
+        name=f"{stack.outputs['WorkflowPrefix']}big-output",
+        definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{stack.account_id}:role/big-output",
+    )
+    return "big-output"
+
+
+def test_waiter_on_nine_dependencies_with_outputs_near_the_inline_limit_stays_inside_its_state(
+    stack: OfflineStack, big_output_workflow: str
+) -> None:
+    dependencies = [{"workflow": big_output_workflow, "id": f"big-{n}", "input": {"n": n}} for n in range(9)]
+
+    stack.submit(waiter_on("fan-in-waiter", *dependencies))
+
+    waiter = stack.wait_for_payload("fan-in-waiter", timeout=60)
+    assert (waiter["state"], waiter.get("error")) == ("SUCCEEDED", None), waiter.get("cause")
+    assert json.loads(waiter["output"]) == {"dependencies_met": 9}
+    # Each output is still there for the waiter's own work, by reference: its payload's row.
+    assert len(stack.wait_for_payload("big-0")["output"]) > BIG_OUTPUT_BYTES
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_snippet() -> dict[str, Any]:
+    """The README's "Wait on these payloads" state, exactly as printed there."""
+    section = README.read_text().split("### Wait on these payloads", 1)[1]
+    block = section.split("```json\n", 1)[1].split("```", 1)[0]
+    return dict(json.loads("{" + block + "}"))
+
+
+@pytest.fixture(scope="module")
+def readme_waiter(stack: OfflineStack) -> str:
+    """A coordinated workflow made of the README's snippet and a last state of its own."""
+    states = readme_snippet()
+    (wait,) = [state for state in states.values() if state["Type"] == "Map"]
+    task = wait["ItemProcessor"]["States"]["WaitForDependency"]
+    assert task["Parameters"]["QueueUrl"] == "<ProcessQueueUrl output>"
+    task["Parameters"]["QueueUrl"] = stack.outputs["ProcessQueueUrl"]
+    definition = {
+        "StartAt": next(iter(states)),
+        "States": {**states, wait["Next"]: {"Type": "Pass", "Result": {"own_work": "done"}, "End": True}},
+    }
+    stack.client("stepfunctions").create_state_machine(
+        name=f"{stack.outputs['WorkflowPrefix']}readme-waiter",
+        definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{stack.account_id}:role/readme-waiter",
+    )
+    return "readme-waiter"
+
+
+def test_readme_snippet_waits_on_dependencies_given_with_and_without_input(
+    stack: OfflineStack, readme_waiter: str
+) -> None:
+    dependencies = [{"workflow": "example-target"}, {"workflow": "example-target", "input": {"n": "readme"}}]
+
+    stack.submit({"workflow": readme_waiter, "id": "readme-waiter", "input": {"dependencies": dependencies}})
+
+    waiter = stack.wait_for_payload("readme-waiter", timeout=60)
+    assert (waiter["state"], waiter.get("error")) == ("SUCCEEDED", None), waiter.get("cause")
+    assert json.loads(waiter["output"]) == {"own_work": "done"}
+
+
+def test_readme_snippet_on_nine_dependencies_with_outputs_near_the_inline_limit_stays_inside_its_state(
+    stack: OfflineStack, readme_waiter: str, big_output_workflow: str
+) -> None:
+    dependencies = [{"workflow": big_output_workflow, "input": {"readme": n}} for n in range(9)]
+
+    stack.submit({"workflow": readme_waiter, "id": "readme-fan-in", "input": {"dependencies": dependencies}})
+
+    waiter = stack.wait_for_payload("readme-fan-in", timeout=60)
+    assert (waiter["state"], waiter.get("error")) == ("SUCCEEDED", None), waiter.get("cause")

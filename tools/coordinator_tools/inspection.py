@@ -69,6 +69,7 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
             "updated_at",
             "error",
             "cause",
+            "output",
             "output_ref",
         )
     }
