@@ -92,3 +92,24 @@ def test_policy_all_reruns_every_tick(stack: OfflineStack) -> None:
 
     assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0}
     assert attempts(stack, *APRIL) == [2, 2, 2]
+
+
+def test_a_backfilled_tick_knows_its_data_interval_across_the_spring_forward(stack: OfflineStack) -> None:
+    summary = backfill(
+        stack,
+        daily(
+            "2025-03-29T12:00:00", "2025-03-31T12:00:00", schedule="30 2 * * *", timezone="Europe/Stockholm"
+        ),
+    )
+
+    # The 30th has no 02:30 in Stockholm: one tick, whose interval starts on the 29th.
+    assert summary == {"ticks": 1, "succeeded": 1, "failed": 0, "already_done": 0}
+    [execution] = executions_of(stack, WORKFLOW, f"{WORKFLOW}/2025-03-31T00:30:00Z")
+    described = stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    block = json.loads(described["input"])["coordinator"]
+    assert block["schedule_time_local"] == "2025-03-31T02:30:00+02:00"
+    assert (block["data_interval_start"], block["data_interval_end"]) == (
+        "2025-03-29T01:30:00Z",  # no 02:30 on the 30th: Stockholm skipped it
+        "2025-03-31T00:30:00Z",
+    )
+    assert block["schedule"] == {"expression": "30 2 * * *", "timezone": "Europe/Stockholm"}

@@ -96,3 +96,28 @@ def test_backfill_run_reports_its_summary_and_a_second_run_starts_nothing(cli: A
         "failed": 0,
         "already_done": 2,
     }
+
+
+def test_backfill_run_newest_first_runs_the_latest_tick_first(cli: Any, stack: OfflineStack) -> None:
+    ticks = ["2023-04-01T01:00:00Z", "2023-04-02T01:00:00Z", "2023-04-03T01:00:00Z"]
+    window = ["--start", "2023-04-01T00:00:00Z", "--stop", "2023-04-04T00:00:00Z"]
+
+    result = cli(
+        "backfill",
+        "run",
+        "example-target",
+        "--schedule",
+        "cron(0 1 * * ? *)",
+        *window,
+        "--max-concurrency",
+        "1",
+        "--newest-first",
+        "--timeout",
+        "120",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["summary"]["succeeded"] == 3
+    # One tick at a time, so each is claimed only once the one before it has ended.
+    claimed = [stack.payload_state(f"example-target/{tick}")["claimed_at"] for tick in ticks]
+    assert claimed == sorted(claimed, reverse=True)

@@ -64,6 +64,43 @@ def test_a_rerun_gives_the_workflow_the_first_attempts_block_but_for_the_attempt
     assert first["schedule_time"] == "2030-05-05T11:00:00Z"
 
 
+ON_SCHEDULE = {
+    "id": "ingest/hourly",
+    "scheduleTime": "2025-03-30T01:30:00Z",
+    "schedule": {"expression": "cron(30 * * * ? *)", "timezone": "Europe/Stockholm"},
+}
+
+
+@pytest.mark.parametrize(
+    "rerun",
+    [
+        pytest.param({"replace": True}, id="no schedule (the CLI's rerun)"),
+        pytest.param(
+            {
+                "replace": True,
+                "scheduleTime": "2025-03-30T01:30:00Z",
+                "schedule": {"expression": "rate(1 hour)", "start": "2025-03-30T00:30:00Z"},
+            },
+            id="another schedule of which it is a tick too",
+        ),
+    ],
+)
+def test_a_rerun_keeps_the_data_interval_of_the_first_claim(
+    services: Services, workflows: Workflows, rerun: dict[str, Any]
+) -> None:
+    process_request(services, request(**ON_SCHEDULE), request_id="m1")
+    first = coordinator_block(services, "ingest/hourly")
+    ended(services, "ingest/hourly", State.SUCCEEDED)
+
+    process_request(services, request(id="ingest/hourly", **rerun), request_id="m2")
+
+    assert coordinator_block(services, "ingest/hourly") == {**first, "attempt": 2}
+    assert (first["data_interval_start"], first["schedule_time_local"]) == (
+        "2025-03-30T00:30:00Z",
+        "2025-03-30T03:30:00+02:00",
+    )
+
+
 def test_a_rerun_of_a_row_written_with_an_offset_keeps_its_instant_in_z_form(
     services: Services, workflows: Workflows
 ) -> None:

@@ -352,6 +352,9 @@ def backfill_run(
     input_json: Annotated[str, typer.Option("--input", help="JSON input of every tick's run")] = "{}",
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, max=1000)] = 10,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to follow it")] = 3600,
+    newest_first: Annotated[
+        bool, typer.Option("--newest-first", help="Run the latest ticks first (order desc)")
+    ] = False,
 ) -> None:
     """Start the backfill state machine and follow it until its summary."""
     options: Options = ctx.obj
@@ -365,6 +368,7 @@ def backfill_run(
         "timezone": timezone,
         "policy": _policy(policy),
         "max_concurrency": max_concurrency,
+        "order": "desc" if newest_first else "asc",
     }
     count = inspection.tick_count(schedule=schedule, start=start, stop=stop, timezone=timezone)
     sfn = target.client("stepfunctions")

@@ -26,6 +26,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from coordinator.errors import InvalidMessage
@@ -36,6 +37,7 @@ from coordinator.identity import (
     input_digest,
     scheduled_payload_id,
 )
+from coordinator.schedule import RateSchedule, compile_schedule, data_interval, zone_of
 
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
@@ -62,6 +64,53 @@ class Callback(BaseModel):
     timeout_seconds: int = Field(default=MAX_WAIT_SECONDS, ge=1, le=MAX_WAIT_SECONDS)
 
 
+class TickSchedule(BaseModel):
+    """The schedule a `scheduleTime` is a tick of: `{expression, timezone, start}`.
+
+    `expression` is a Scheduler `cron(...)`/`rate(...)` or a five-field cron, `timezone` an IANA
+    zone. `start` anchors a `rate(...)` (EventBridge Scheduler's StartDate; a backfill sends its
+    own start, where its range anchors the rate too): an ISO-8601 instant, or a wall time in
+    `timezone`. A cron ignores it, so a live tick and a backfilled one carry the same block.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expression: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    timezone: str = "UTC"
+    start: datetime | None = None
+
+    @field_validator("expression")
+    @classmethod
+    def _known_expression(cls, value: str) -> str:
+        compile_schedule(value)
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_of(value)
+        return value
+
+    def block(self) -> dict[str, Any]:
+        """The schedule as the `coordinator` block carries it (a rate's start in UTC `...Z`)."""
+        block: dict[str, Any] = {"expression": self.expression, "timezone": self.timezone}
+        if isinstance(compile_schedule(self.expression), RateSchedule) and self.start is not None:
+            start = self.start if self.start.tzinfo else self.start.replace(tzinfo=zone_of(self.timezone))
+            block["start"] = format_utc(start)
+        return block
+
+    def interval(self, tick: datetime) -> dict[str, Any]:
+        """The logical-time fields of the `coordinator` block for `tick` (InvalidRange if no tick)."""
+        previous, this = data_interval(self.expression, self.timezone, tick, anchor=self.start)
+        return {
+            "schedule_time": format_utc(this),
+            "schedule_time_local": this.astimezone(zone_of(self.timezone)).isoformat(),
+            "data_interval_start": format_utc(previous) if previous else None,
+            "data_interval_end": format_utc(this),
+            "schedule": self.block(),
+        }
+
+
 class ProcessMessage(BaseModel):
     """The native process message."""
 
@@ -71,8 +120,17 @@ class ProcessMessage(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
     id: PayloadId | None = None
     schedule_time: AwareDatetime | None = Field(default=None, alias="scheduleTime")
+    schedule: TickSchedule | None = None
     replace: bool = False
     callback: Callback | None = None
+
+    @model_validator(mode="after")
+    def _schedule_time_is_a_tick(self) -> ProcessMessage:
+        if self.schedule is not None:
+            if self.schedule_time is None:
+                raise ValueError("schedule: needs a scheduleTime, the tick of it this payload runs")
+            self.schedule.interval(self.schedule_time)
+        return self
 
     @field_validator("input")
     @classmethod
@@ -148,6 +206,7 @@ class PayloadRequest:
     workflow: str
     input: dict[str, Any]
     schedule_time: datetime | None = None
+    schedule: TickSchedule | None = None
     replace: bool = False
     callback: Callback | None = None
     # The sender named the id (`id`): it then also stands for this input (see `identity_conflict`).
@@ -164,12 +223,14 @@ class PayloadRequest:
         Deterministic for a given attempt, so a redelivered message restarting the same
         attempt passes StartExecution's same-name-same-input idempotency check.
         """
-        metadata = {
+        metadata: dict[str, Any] = {
             "payload_id": self.payload_id,
             "workflow": self.workflow,
             "attempt": attempt,
             "schedule_time": format_utc(self.schedule_time) if self.schedule_time else None,
         }
+        if self.schedule is not None and self.schedule_time is not None:
+            metadata.update(self.schedule.interval(self.schedule_time))
         return json.dumps({**self.input, METADATA_KEY: metadata}, sort_keys=True, separators=(",", ":"))
 
 
@@ -214,6 +275,7 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
                 workflow=message.workflow,
                 input=message.input,
                 schedule_time=message.schedule_time,
+                schedule=message.schedule,
                 replace=message.replace,
                 callback=message.callback,
                 explicit_id=message.id is not None,

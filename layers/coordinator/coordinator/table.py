@@ -41,7 +41,7 @@ from coordinator.identity import (
     input_digest,
     token_key,
 )
-from coordinator.messages import execution_input_problem
+from coordinator.messages import TickSchedule, execution_input_problem
 from coordinator.states import ACTIVE, FINAL, RETRYABLE, InvalidCause, State, WaiterState
 
 if TYPE_CHECKING:
@@ -106,6 +106,8 @@ class PayloadState:
     execution_arn: str
     workflow: str = ""
     schedule_time: str | None = None
+    # The `schedule` the first claim's message named (JSON), so a re-run's block keeps it.
+    schedule: str | None = None
     input: str | None = None
     input_sha256: str | None = None
     output: str | None = None
@@ -121,6 +123,11 @@ class PayloadState:
     def schedule_instant(self) -> datetime | None:
         """The payload's logical time (rows written before it was kept in `...Z` form too)."""
         return datetime.fromisoformat(self.schedule_time) if self.schedule_time else None
+
+    @property
+    def tick_schedule(self) -> TickSchedule | None:
+        """The schedule kept at the first claim, or None (none named, or a row from before)."""
+        return TickSchedule.model_validate_json(self.schedule) if self.schedule else None
 
     def input_digest(self) -> str | None:
         """The digest of the payload's own input (recomputed for rows stored before it was kept)."""
@@ -146,6 +153,7 @@ class PayloadState:
             execution_arn=row.get("execution_arn", ""),
             workflow=row.get("workflow", ""),
             schedule_time=row.get("schedule_time"),
+            schedule=row.get("schedule"),
             input=row.get("input"),
             input_sha256=row.get("input_sha256"),
             output=row.get("output"),
@@ -421,6 +429,9 @@ class PayloadTable:
             if request.schedule_time is not None:
                 row[":schedule"] = format_utc(request.schedule_time)
                 sets.append("schedule_time = :schedule")
+            if request.schedule is not None:
+                row[":tick_schedule"] = request.schedule.model_dump_json()
+                sets.append("#tick_schedule = :tick_schedule")
             update = (
                 f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, invalid_cause, finished_at"
             )
@@ -431,7 +442,13 @@ class PayloadTable:
                     UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=_names(
-                        {"#state": "state", "#input": "input", "#output": "output", "#error": "error"},
+                        {
+                            "#state": "state",
+                            "#input": "input",
+                            "#output": "output",
+                            "#error": "error",
+                            "#tick_schedule": "schedule",
+                        },
                         update,
                         condition,
                     ),
@@ -448,7 +465,9 @@ class PayloadTable:
                 if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
                     return Claim(claimed=False, current=current)
                 attempt = current.attempt + 1
-                request = dataclasses.replace(request, schedule_time=current.schedule_instant)
+                request = dataclasses.replace(
+                    request, schedule_time=current.schedule_instant, schedule=current.tick_schedule
+                )
                 condition = "attempt = :seen_attempt AND #state = :seen_state"
                 expected = {":seen_attempt": current.attempt, ":seen_state": str(current.state)}
                 continue
@@ -461,6 +480,7 @@ class PayloadTable:
                     execution_arn=arn,
                     workflow=request.workflow,
                     schedule_time=format_utc(request.schedule_time) if request.schedule_time else None,
+                    schedule=request.schedule.model_dump_json() if request.schedule else None,
                     input=execution_input,
                     input_sha256=request.input_sha256,
                     claimed_by=request_id,
