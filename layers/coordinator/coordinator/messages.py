@@ -13,7 +13,7 @@ can point here unchanged. Both become a `PayloadRequest`: a payload with its det
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -211,6 +211,9 @@ class PayloadRequest:
     callback: Callback | None = None
     # The sender named the id (`id`): it then also stands for this input (see `identity_conflict`).
     explicit_id: bool = False
+    # Execution inputs built so far, by attempt: the parse checks attempt 1's size and the claim
+    # writes it, from one build. A `dataclasses.replace` copy starts with none of them.
+    _inputs: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def input_sha256(self) -> str:
@@ -223,6 +226,8 @@ class PayloadRequest:
         Deterministic for a given attempt, so a redelivered message restarting the same
         attempt passes StartExecution's same-name-same-input idempotency check.
         """
+        if (built := self._inputs.get(attempt)) is not None:
+            return built
         metadata: dict[str, Any] = {
             "payload_id": self.payload_id,
             "workflow": self.workflow,
@@ -231,7 +236,9 @@ class PayloadRequest:
         }
         if self.schedule is not None and self.schedule_time is not None:
             metadata.update(self.schedule.interval(self.schedule_time))
-        return json.dumps({**self.input, METADATA_KEY: metadata}, sort_keys=True, separators=(",", ":"))
+        built = json.dumps({**self.input, METADATA_KEY: metadata}, sort_keys=True, separators=(",", ":"))
+        self._inputs[attempt] = built
+        return built
 
 
 def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
