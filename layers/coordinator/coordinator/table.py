@@ -41,13 +41,12 @@ from coordinator.identity import (
     input_digest,
     token_key,
 )
-from coordinator.messages import TickSchedule, execution_input_problem
 from coordinator.states import ACTIVE, FINAL, RETRYABLE, InvalidCause, State, WaiterState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-    from coordinator.messages import Callback, PayloadRequest
+    from coordinator.messages import Callback, PayloadRequest, TickSchedule
 else:
     DynamoDBClient = Any
 
@@ -127,7 +126,13 @@ class PayloadState:
     @property
     def tick_schedule(self) -> TickSchedule | None:
         """The schedule kept at the first claim, or None (none named, or a row from before)."""
-        return TickSchedule.model_validate_json(self.schedule) if self.schedule else None
+        if not self.schedule:
+            return None
+        # Imported here: update-state and the dispatcher read rows but never parse a message, and
+        # the message models (with the schedule module) would cost them ~25 ms at cold start.
+        from coordinator.messages import TickSchedule
+
+        return TickSchedule.model_validate_json(self.schedule)
 
     def input_digest(self) -> str | None:
         """The digest of the payload's own input (recomputed for rows stored before it was kept)."""
@@ -392,6 +397,8 @@ class PayloadTable:
         first claim, UTC `...Z`), not the re-run message's, so every attempt's execution sees
         the same `coordinator` block but for the attempt number.
         """
+        from coordinator import messages  # process's own module; see `tick_schedule`
+
         attempt, condition = 1, "attribute_not_exists(payload_id)"
         expected: dict[str, Any] = {}
         seen: PayloadState | None = None
@@ -399,7 +406,7 @@ class PayloadTable:
             name = execution_name(request.payload_id, attempt)
             arn = execution_arn(state_machine, name)
             execution_input = request.execution_input(attempt)
-            if seen is not None and (too_large := execution_input_problem(execution_input)):
+            if seen is not None and (too_large := messages.execution_input_problem(execution_input)):
                 # A re-run's block differs (its attempt, the row's schedule time): checked again.
                 return Claim(claimed=False, current=seen, refusal=too_large)
             row = {
