@@ -113,3 +113,30 @@ def test_a_backfilled_tick_knows_its_data_interval_across_the_spring_forward(sta
         "2025-03-31T00:30:00Z",
     )
     assert block["schedule"] == {"expression": "30 2 * * *", "timezone": "Europe/Stockholm"}
+
+
+def test_a_backfill_longer_than_one_execution_continues_as_new_and_the_last_one_sums_it_up(
+    stack: OfflineStack,
+) -> None:
+    # 7 hourly ticks, 2 a page, 1 page per execution: a chain of 4 executions.
+    backfills = stack.outputs["BackfillStateMachineArn"]
+    request = daily(
+        "2022-06-01T00:00:00Z", "2022-06-01T07:00:00Z", schedule="0 * * * *", page_size=2, pages_per_execution=1
+    )
+    first = stack.start_execution(backfills, request)
+
+    chain = [first]
+    while True:
+        ended = stack.wait_for_execution(chain[-1], timeout=40)
+        assert ended["status"] == "SUCCEEDED", ended
+        output = json.loads(ended["output"])
+        if "continued_as" not in output:
+            break
+        chain.append(output["continued_as"])
+
+    assert output == {"ticks": 7, "succeeded": 7, "failed": 0, "already_done": 0}
+    assert len(chain) == 4
+    hours = [f"2022-06-01T0{hour}:00:00Z" for hour in range(7)]
+    assert attempts(stack, *hours) == [1] * 7
+    continuation = stack.client("stepfunctions").describe_execution(executionArn=chain[1])
+    assert json.loads(continuation["input"])["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == first

@@ -627,6 +627,54 @@ def test_moto_starts_an_execution_input_over_256_kib_without_the_patch(stepfunct
     assert started["executionArn"].endswith(":big")
 
 
+def a_machine_starting_another(stepfunctions: Any) -> tuple[str, str]:
+    """(parent, child): the parent's one Task starts the child through Step Functions' own
+    integration, PascalCase parameters as the service documents them, and outputs its answer."""
+    child = pass_machine(stepfunctions)
+    definition = {
+        "StartAt": "StartChild",
+        "States": {
+            "StartChild": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution",
+                "Parameters": {"StateMachineArn": child, "Name": "child-1", "Input": {"from": "parent"}},
+                "End": True,
+            }
+        },
+    }
+    parent = stepfunctions.create_state_machine(
+        name="starts-another", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    return str(parent), child
+
+
+def test_a_task_starts_an_execution_with_pascal_case_parameters_and_answer_with_the_patch(
+    stepfunctions: Any,
+) -> None:
+    parent, child = a_machine_starting_another(stepfunctions)
+    with moto_patches.patched():
+        execution = stepfunctions.start_execution(stateMachineArn=parent, name="parent")["executionArn"]
+        ended = wait_for_end(stepfunctions, execution)
+
+    assert ended["status"] == "SUCCEEDED", story_of(stepfunctions, execution)
+    answer = json.loads(ended["output"])
+    started = stepfunctions.describe_execution(executionArn=answer["ExecutionArn"])
+    assert (started["stateMachineArn"], started["name"]) == (child, "child-1")
+    assert json.loads(started["input"]) == {"from": "parent"}
+    assert set(answer) == {"ExecutionArn", "StartDate"}
+    assert isinstance(answer["StartDate"], int)
+
+
+def test_moto_fails_a_task_starting_an_execution_without_the_patch(stepfunctions: Any) -> None:
+    parent, _ = a_machine_starting_another(stepfunctions)
+
+    execution = stepfunctions.start_execution(stateMachineArn=parent, name="parent")["executionArn"]
+    ended = wait_for_end(stepfunctions, execution)
+
+    assert (ended["status"], ended["error"]) == ("FAILED", "States.Runtime")
+    assert "'StateMachineArn'" in ended["cause"]
+
+
 # -- RedriveExecution ------------------------------------------------------------------------------
 
 

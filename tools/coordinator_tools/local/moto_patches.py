@@ -164,6 +164,85 @@ def _start_execution_input_bounded(original: Callable[..., Any]) -> Callable[...
 
 
 # ---------------------------------------------------------------------------------------------
+# Defect: a state machine's Step Functions tasks (`arn:aws:states:::states:startExecution`, and
+# its .sync forms) fail with States.Runtime "'StateMachineArn'".
+# Step Functions' own integration takes its parameters in PascalCase (`StateMachineArn`, `Input`,
+# `Name`) and answers in PascalCase (`ExecutionArn`, `StartDate`), as every AWS SDK integration
+# does. moto 5.2.5's `StateTaskServiceSfn` hands the PascalCase parameters to a botocore client
+# unchanged, but the Step Functions API's own members are camelCase, and botocore's serializer
+# (run without parameter validation) fails on the unknown key. The patch renames the parameters
+# to the API's members and the answer's members back, both by the API's shapes in botocore, and
+# writes the answer's dates as the service does, in epoch milliseconds (moto would keep Python
+# datetimes, which no execution output can hold).
+# ---------------------------------------------------------------------------------------------
+def _api_operation(service: str, action: str) -> Any:
+    """The botocore operation model of `service`'s snake_case `action` (start_execution)."""
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model(service)
+    name = next(name for name in model.operation_names if xform_name(name) == action)
+    return model.operation_model(name)
+
+
+def _renamed_by_shape(value: Any, shape: Any, name_of: Callable[[str], str]) -> Any:
+    """`value` with the member names of every structure in it renamed by `name_of`."""
+    if shape is None:
+        return value
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return {
+            name_of(key): _renamed_by_shape(item, shape.members.get(key), name_of) for key, item in value.items()
+        }
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_renamed_by_shape(item, shape.member, name_of) for item in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {key: _renamed_by_shape(item, shape.value, name_of) for key, item in value.items()}
+    if shape.type_name == "timestamp" and isinstance(value, datetime):
+        # The service writes an integration's dates as epoch milliseconds ("StartDate": 1601331744063).
+        return round(value.timestamp() * 1000)
+    return value
+
+
+def _pascal_case(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def _sfn_task_parameters_in_the_api_case(original: Callable[..., Any]) -> Callable[..., Any]:
+    def normalise_parameters(
+        self: Any,
+        parameters: dict[str, Any],
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        original(self, parameters, boto_service_name, service_action_name)
+        operation = _api_operation("stepfunctions", self._get_boto_service_action(service_action_name))
+        members = {member.lower(): member for member in operation.input_shape.members}
+        renamed = {members.get(key.lower(), key): item for key, item in parameters.items()}
+        parameters.clear()
+        parameters.update(renamed)
+
+    return normalise_parameters
+
+
+def _sfn_task_response_in_pascal_case(original: Callable[..., Any]) -> Callable[..., Any]:
+    def normalise_response(
+        self: Any,
+        response: Any,
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        original(self, response, boto_service_name, service_action_name)
+        if not isinstance(response, dict):
+            return
+        operation = _api_operation("stepfunctions", self._get_boto_service_action(service_action_name))
+        renamed = _renamed_by_shape(response, operation.output_shape, _pascal_case)
+        response.clear()
+        response.update(renamed)
+
+    return normalise_response
+
+
+# ---------------------------------------------------------------------------------------------
 # Cost: ReceiveMessage computes every attribute of the queue for every message it returns.
 # `SQSBackend.is_message_valid_based_on_retention_period` asks `get_queue_attributes` for the
 # retention period, which builds `Queue.attributes` three times, and each build counts the
@@ -555,6 +634,9 @@ def _patches() -> list[_Patch]:
     from moto.awslambda.models import LambdaFunction
     from moto.dynamodb.models.table import Table
     from moto.sqs.models import Queue, SQSBackend
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackPoolManager
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -603,6 +685,16 @@ def _patches() -> list[_Patch]:
             StepFunctionsParserBackend,
             "start_execution",
             _start_execution_named(StepFunctionsParserBackend.start_execution),
+        ),
+        _Patch(
+            StateTaskServiceSfn,
+            "_normalise_parameters",
+            _sfn_task_parameters_in_the_api_case(StateTaskServiceSfn._normalise_parameters),
+        ),
+        _Patch(
+            StateTaskServiceSfn,
+            "_normalise_response",
+            _sfn_task_response_in_pascal_case(StateTaskServiceSfn._normalise_response),
         ),
         _Patch(LambdaFunction, "_invoke_lambda", _invoke_in_process),
         _Patch(StepFunctionResponse, "redrive_execution", _redrive_execution),
