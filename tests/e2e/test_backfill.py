@@ -121,7 +121,11 @@ def test_a_backfill_longer_than_one_execution_continues_as_new_and_the_last_one_
     # 7 hourly ticks, 2 a page, 1 page per execution: a chain of 4 executions.
     backfills = stack.outputs["BackfillStateMachineArn"]
     request = daily(
-        "2022-06-01T00:00:00Z", "2022-06-01T07:00:00Z", schedule="0 * * * *", page_size=2, pages_per_execution=1
+        "2022-06-01T00:00:00Z",
+        "2022-06-01T07:00:00Z",
+        schedule="0 * * * *",
+        page_size=2,
+        pages_per_execution=1,
     )
     first = stack.start_execution(backfills, request)
 

@@ -190,8 +190,9 @@ def _renamed_by_shape(value: Any, shape: Any, name_of: Callable[[str], str]) -> 
     if shape is None:
         return value
     if shape.type_name == "structure" and isinstance(value, dict):
+        members = shape.members
         return {
-            name_of(key): _renamed_by_shape(item, shape.members.get(key), name_of) for key, item in value.items()
+            name_of(key): _renamed_by_shape(item, members.get(key), name_of) for key, item in value.items()
         }
     if shape.type_name == "list" and isinstance(value, list):
         return [_renamed_by_shape(item, shape.member, name_of) for item in value]
