@@ -123,6 +123,7 @@ class ExitCode:
     MISSING_STACK = 5
     NOT_SUCCEEDED = 6
     TIMED_OUT = 7
+    STILL_RUNNING = 8
 
 
 def resolve(*, stack_name: str | None, endpoint_url: str | None, local: bool, region: str | None) -> Target:
