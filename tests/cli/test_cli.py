@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ from coordinator.messages import parse_process_message
 from coordinator.process import process_request
 from coordinator.settle import settle
 from coordinator.states import State
-from coordinator_tools.cli import app
+from coordinator_tools import inspection
+from coordinator_tools.cli import Options, app, failed_ticks, show_backfill
 from coordinator_tools.target import ExitCode
+from tests.conftest import REGION
 from tests.support.factories import callback, request
 
 
@@ -267,3 +270,162 @@ def test_missing_deployed_stack_has_its_own_exit_code(offline: dict[str, Any]) -
 
     assert result.exit_code == ExitCode.MISSING_STACK
     assert result.output.strip() == "error: stack no-such-stack not found in us-east-1"
+
+
+def test_global_options_are_accepted_after_the_command(offline: dict[str, Any]) -> None:
+    started(offline, "p-after")
+    runner = CliRunner()
+
+    after = runner.invoke(app, ["status", "p-after", "--local", "--json"])
+    nested = runner.invoke(app, ["backfill", "plan", "ingest", *ONE_DAY, "--json", "--local"])
+    before = runner.invoke(app, ["--local", "--json", "status", "p-after"])
+
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output)["state"] == "CLAIMED"
+    assert nested.exit_code == 0, nested.output
+    assert json.loads(nested.output)["totals"] == {"start": 1}
+    assert json.loads(before.output) == json.loads(after.output)
+
+
+def test_a_command_lists_the_global_options_in_its_help() -> None:
+    result = CliRunner().invoke(app, ["status", "--help"], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.output
+    assert "Global options" in result.output
+    for option in ("--json", "--local", "--stack-name", "--endpoint-url", "--region"):
+        assert option in result.output
+
+
+ONE_DAY = ["--schedule", "0 1 * * *", "--start", "2022-03-01T00:00:00Z", "--stop", "2022-03-02T00:00:00Z"]
+
+
+@pytest.mark.parametrize("command", [["submit", "ingest"], ["backfill", "run", "ingest", *ONE_DAY]])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing.json", "cannot read it: No such file or directory"),
+        (lambda tmp: tmp, "cannot read it: Is a directory"),
+        (lambda tmp: _written(tmp / "bad.json", b"{nope"), "--input is not JSON"),
+        (lambda tmp: _written(tmp / "latin1.json", '{"a": "é"}'.encode("latin-1")), "not UTF-8"),
+    ],
+    ids=["missing", "directory", "not-json", "not-utf-8"],
+)
+def test_an_input_file_that_cannot_be_used_is_one_line_with_the_usage_exit_code(
+    offline: dict[str, Any], cli: Any, tmp_path: Path, command: list[str], make: Any, message: str
+) -> None:
+    result = cli(*command, "--input", f"@{make(tmp_path)}")
+
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("error: --input")
+    assert message in result.output
+    assert sent_bodies(offline) == []
+
+
+def test_backfill_run_input_that_is_not_json_is_bad_input(offline: dict[str, Any], cli: Any) -> None:
+    result = cli("backfill", "run", "ingest", *ONE_DAY, "--input", "{nope")
+
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.output.startswith("error: --input is not JSON")
+
+
+def _written(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def test_status_outside_a_terminal_keeps_the_arn_and_console_link_whole(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    arn = started(offline, "p-whole-" + "x" * 60)
+
+    result = cli("status", "p-whole-" + "x" * 60)
+
+    assert result.exit_code == 0, result.output
+    assert arn in result.output
+    assert inspection.console_link(REGION, arn) in result.output
+    assert "…" not in result.output
+
+
+def test_graph_labels_keep_quotes_and_long_ids_whole(offline: dict[str, Any], cli: Any) -> None:
+    odd = 'say "hé" #1 ' + "y" * 120
+    started(offline, "B", callback=callback(waiter_payload_id=odd))
+
+    mermaid = cli("graph", "B")
+    dot = cli("graph", "B", "--format", "dot")
+
+    assert mermaid.exit_code == 0, mermaid.output
+    assert mermaid.output.splitlines() == [
+        "graph LR",
+        '    n0[["B"]]',
+        '    n1["say #quot;hé#quot; #35;1 ' + "y" * 120 + '"]',
+        "    n0 -->|WAITING| n1",
+    ]
+    assert dot.output.splitlines()[2:5] == [
+        '    "B" [shape=box, style=bold];',
+        '    "say \\"hé\\" #1 ' + "y" * 120 + '" [shape=box];',
+        '    "B" -> "say \\"hé\\" #1 ' + "y" * 120 + '" [label="WAITING"];',
+    ]
+
+
+def test_dot_labels_keep_backslashes_and_line_breaks() -> None:
+    assert inspection.dot_quoted('a\\b\n"c"') == '"a\\\\b\\n\\"c\\""'
+    assert inspection.mermaid_quoted("a\n<b>") == '"a#10;#60;b#62;"'
+
+
+@pytest.mark.parametrize("state", [State.CLAIMED, State.PROCESSING])
+def test_rerun_of_a_running_payload_sends_nothing_and_says_it_runs(
+    offline: dict[str, Any], cli: Any, state: State
+) -> None:
+    services = offline["services"]
+    started(offline, "p-busy")
+    services.dynamodb.update_item(
+        TableName=services.settings.table_name,
+        Key={"payload_id": {"S": "p-busy"}, "sk": {"S": "STATE"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": {"S": str(state)}},
+    )
+
+    result = cli("rerun", "p-busy")
+
+    assert result.exit_code == ExitCode.STILL_RUNNING
+    assert result.output.strip() == (
+        f"error: p-busy is still {state} (attempt 1): nothing sent, a re-run is dropped until it ends"
+    )
+    assert sent_bodies(offline) == []
+
+
+def test_failed_ticks_of_a_backfill_are_named_up_to_twenty_with_the_count(
+    offline: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    services = offline["services"]
+    ticks = [f"2022-04-{day:02d}T01:00:00Z" for day in range(1, 24)]
+    for tick in ticks[:22]:
+        payload_id = f"ingest/{tick}"
+        arn = started(offline, payload_id)
+        settle(services, payload_id, arn, State.FAILED, error="Boom")
+    done = started(offline, f"ingest/{ticks[22]}")
+    settle(services, f"ingest/{ticks[22]}", done, State.SUCCEEDED, output="{}")
+    request = {
+        "workflow": "ingest",
+        "schedule": "0 1 * * *",
+        "start": "2022-04-01T00:00:00Z",
+        "stop": "2022-04-24T00:00:00Z",
+        "timezone": "UTC",
+        "policy": "missing",
+    }
+
+    found = failed_ticks(Options(None, None, True, None, False).target(), request)
+
+    assert found["failed_count"] == 22
+    assert found["failed_ticks"] == [
+        {"tick": tick, "payload_id": f"ingest/{tick}", "state": "FAILED"} for tick in ticks[:20]
+    ]
+    show_backfill({"status": "SUCCEEDED", "summary": {"ticks": 23, "failed": 22}, **found})
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-22:] == [
+        "22 ticks did not succeed:",
+        *(f"  ingest/{tick}  FAILED" for tick in ticks[:20]),
+        "  and 2 more",
+    ]

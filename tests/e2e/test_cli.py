@@ -89,6 +89,7 @@ def test_backfill_run_reports_its_summary_and_a_second_run_starts_nothing(cli: A
 
     assert first.exit_code == 0, first.output
     assert json.loads(first.output)["summary"] == {"ticks": 2, "succeeded": 2, "failed": 0, "already_done": 0}
+    assert (json.loads(first.output)["failed_ticks"], json.loads(first.output)["failed_count"]) == ([], 0)
     assert json.loads(plan.output)["totals"] == {"already succeeded": 2}
     assert json.loads(second.output)["summary"] == {
         "ticks": 2,
@@ -121,3 +122,57 @@ def test_backfill_run_newest_first_runs_the_latest_tick_first(cli: Any, stack: O
     # One tick at a time, so each is claimed only once the one before it has ended.
     claimed = [stack.payload_state(f"example-target/{tick}")["claimed_at"] for tick in ticks]
     assert claimed == sorted(claimed, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "payload_id", "state", "error", "cause"),
+    [
+        (
+            "example-target",
+            "cli-says-why",
+            "FAILED",
+            "error: ExampleFailure",
+            "cause: the input asked this example workflow to fail",
+        ),
+        ("no-such-workflow", "cli-invalid", "INVALID", "error: StateMachineDoesNotExist", "cause: "),
+    ],
+)
+def test_submit_wait_of_a_payload_that_did_not_succeed_prints_its_error_and_cause(
+    cli: Any, workflow: str, payload_id: str, state: str, error: str, cause: str
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["--local", "submit", workflow, "--id", payload_id, "--input", '{"fail": true}', "--wait"],
+    )
+
+    assert result.exit_code == ExitCode.NOT_SUCCEEDED, result.output
+    lines = result.output.splitlines()
+    assert lines[-3].endswith(f"  {state}")
+    assert lines[-2] == error
+    assert lines[-1].startswith(cause)
+
+
+def test_backfill_run_with_failed_ticks_exits_not_succeeded_and_names_them(cli: Any) -> None:
+    window = ["--start", "2023-05-01T00:00:00Z", "--stop", "2023-05-03T00:00:00Z"]
+
+    result = cli(
+        "backfill",
+        "run",
+        "example-target",
+        "--schedule",
+        "cron(0 1 * * ? *)",
+        *window,
+        "--input",
+        '{"fail": true}',
+        "--timeout",
+        "120",
+    )
+
+    assert result.exit_code == ExitCode.NOT_SUCCEEDED, result.output
+    document = json.loads(result.output)
+    assert (document["status"], document["summary"]["failed"]) == ("SUCCEEDED", 2)
+    assert document["failed_count"] == 2
+    assert document["failed_ticks"] == [
+        {"tick": tick, "payload_id": f"example-target/{tick}", "state": "FAILED"}
+        for tick in ("2023-05-01T01:00:00Z", "2023-05-02T01:00:00Z")
+    ]

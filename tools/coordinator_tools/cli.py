@@ -1,12 +1,15 @@
 """coordinator: is it done, who waits on it, what is stuck.
 
-Every command takes --json. Errors are one line on stderr with a distinct exit code:
-2 bad input, 3 unknown id, 4 unreachable endpoint, 5 missing stack, 6 not succeeded,
-7 timed out.
+Every command takes --json, and the global options before or after the command. Errors are
+one line on stderr with a distinct exit code: 2 bad input, 3 unknown id, 4 unreachable
+endpoint, 5 missing stack, 6 not succeeded (a payload, or any tick of a backfill), 7 timed
+out, 8 still running (a re-run of a CLAIMED or PROCESSING payload, which would be dropped).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -19,19 +22,37 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from coordinator.errors import InvalidMessage
 from coordinator.schedule import RangeRequestError
-from coordinator.states import FINAL
+from coordinator.states import ACTIVE, FINAL, State
 from coordinator_tools import inspection
 from coordinator_tools.target import ExitCode, Target, TargetError, resolve
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 backfill_app = typer.Typer(help="Plan or run a backfill of a schedule's ticks.", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
-out = Console()
+
+
+class Stdout(Console):
+    """Outside a terminal, as wide as its widest line: an ARN or a console link reaches a pipe
+    or a file whole, where rich would fold it or cut it with "…" at 80 columns."""
+
+    UNBOUNDED = 100_000
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(self.UNBOUNDED, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+out = Stdout()
 err = Console(stderr=True)
 
 
@@ -49,23 +70,69 @@ class Options:
         )
 
 
+STACK_NAME_HELP = "Deployed stack"
+ENDPOINT_URL_HELP = "AWS endpoint (the offline stack's)"
+LOCAL_HELP = "The offline stack started by `local up`"
+JSON_HELP = "Machine-readable output"
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
     stack_name: Annotated[
-        str | None, typer.Option("--stack-name", envvar="COORDINATOR_STACK", help="Deployed stack")
+        str | None, typer.Option("--stack-name", envvar="COORDINATOR_STACK", help=STACK_NAME_HELP)
     ] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option("--endpoint-url", help="AWS endpoint (the offline stack's)")
-    ] = None,
-    local: Annotated[bool, typer.Option("--local", help="The offline stack started by `local up`")] = False,
+    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help=ENDPOINT_URL_HELP)] = None,
+    local: Annotated[bool, typer.Option("--local", help=LOCAL_HELP)] = False,
     region: Annotated[str | None, typer.Option("--region")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     ctx.obj = Options(stack_name, endpoint_url, local, region, as_json)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+GLOBAL_PANEL = "Global options (also accepted before the command)"
+# The callback's options again, on every command; no envvar here, so COORDINATOR_STACK cannot
+# override a --stack-name given before the command.
+GLOBAL_OPTIONS = [
+    inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[kind, typer.Option(flag, help=help_text, rich_help_panel=GLOBAL_PANEL)],
+        default=default,
+    )
+    for name, kind, flag, help_text, default in [
+        ("stack_name", str | None, "--stack-name", STACK_NAME_HELP, None),
+        ("endpoint_url", str | None, "--endpoint-url", ENDPOINT_URL_HELP, None),
+        ("local", bool, "--local", LOCAL_HELP, False),
+        ("region", str | None, "--region", None, None),
+        ("json", bool, "--json", JSON_HELP, False),
+    ]
+]
+
+
+def global_options(command: F) -> F:
+    """Accept the global options after the command too (`coordinator status X --json`).
+
+    Typer reads a command's options from its signature: the wrapper's is the command's plus
+    GLOBAL_OPTIONS, so `--help` lists them and click parses them; whichever of them is given
+    here replaces the callback's value in the command's `Options`.
+    """
+
+    @wraps(command)
+    def run(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
+        given = {option.name: kwargs.pop(option.name) for option in GLOBAL_OPTIONS}
+        ctx.obj = dataclasses.replace(
+            ctx.obj, **{name: value for name, value in given.items() if value not in (None, False)}
+        )
+        return command(ctx, *args, **kwargs)
+
+    signature = inspect.signature(command, eval_str=True)
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *GLOBAL_OPTIONS]
+    )
+    return run  # type: ignore[return-value]
 
 
 def one_line_errors(command: F) -> F:
@@ -108,7 +175,7 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def emit(options: Options, data: Any, human: Callable[[], None]) -> None:
+def emit(options: Options, data: Any, human: Callable[[], object]) -> None:
     if options.json:
         sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
     else:
@@ -124,6 +191,7 @@ def key_values(title: str, values: dict[str, Any]) -> None:
 
 
 @app.command()
+@global_options
 @one_line_errors
 def submit(
     ctx: typer.Context,
@@ -139,12 +207,7 @@ def submit(
 ) -> None:
     """Send a payload to the process queue; its id is printed before it is sent."""
     options: Options = ctx.obj
-    text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
-    try:
-        payload_input = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"--input is not JSON: {error}") from error
-    body: dict[str, Any] = {"workflow": workflow, "input": payload_input, "replace": replace}
+    body: dict[str, Any] = {"workflow": workflow, "input": json_input(input_json), "replace": replace}
     if payload_id:
         body["id"] = payload_id
     if schedule_time:
@@ -167,6 +230,24 @@ def submit(
         raise typer.Exit(ExitCode.NOT_SUCCEEDED)
 
 
+def json_input(value: str) -> Any:
+    """An --input: JSON text, or @path for a file's. One that cannot be read or is not JSON is
+    bad input (a ValueError, one line and exit 2), whatever the reason: missing, a directory,
+    unreadable, not UTF-8."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(f"--input {value}: cannot read it: {error.strerror or error}") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"--input {value}: not UTF-8 text: {error.reason}") from error
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"--input is not JSON: {error}") from error
+
+
 def follow(target: Target, payload_id: str, timeout: int, *, quiet: bool) -> dict[str, Any]:
     """Poll the payload's state until it is final, showing it change."""
     deadline = time.monotonic() + timeout
@@ -181,10 +262,21 @@ def follow(target: Target, payload_id: str, timeout: int, *, quiet: bool) -> dic
                 out.print(f"{time.strftime('%H:%M:%S')}  {status['state']}")
                 last = status["state"]
             if status["state"] in FINAL:
+                if not quiet:
+                    why_not_succeeded(status)
                 return status
             time.sleep(0.5)
     fail(f"{payload_id} not final after {timeout}s (last state {last})", ExitCode.TIMED_OUT)
     return {}
+
+
+def why_not_succeeded(status: dict[str, Any]) -> None:
+    """The error and cause of a payload that ended other than SUCCEEDED (its row keeps them)."""
+    if status["state"] == State.SUCCEEDED:
+        return
+    for name in ("error", "cause"):
+        if status.get(name):
+            out.print(f"{name}: {status[name]}", markup=False, highlight=False)
 
 
 class _Silent:
@@ -196,6 +288,7 @@ class _Silent:
 
 
 @app.command()
+@global_options
 @one_line_errors
 def status(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="Payload id")]) -> None:
     """State, attempts, current execution and its console link, timestamps, error."""
@@ -205,6 +298,7 @@ def status(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="P
 
 
 @app.command()
+@global_options
 @one_line_errors
 def waiters(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="Payload id")]) -> None:
     """Who waits on a payload, since when, and with what outcome."""
@@ -231,11 +325,23 @@ def waiters(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="
 
 
 @app.command()
+@global_options
 @one_line_errors
 def rerun(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="Payload id")]) -> None:
-    """Run a payload again as a new attempt (`replace`), with the input it had."""
+    """Run a payload again as a new attempt (`replace`), with the input it had.
+
+    Only once it has ended: process drops a `replace` for a CLAIMED or PROCESSING payload, so
+    none is sent then and the exit code (8) says it is still running.
+    """
     options: Options = ctx.obj
     target = options.target()
+    current = inspection.payload_status(target, payload_id)
+    if current["state"] in ACTIVE:
+        fail(
+            f"{payload_id} is still {current['state']} (attempt {current['attempt']}): nothing sent, "
+            "a re-run is dropped until it ends",
+            ExitCode.STILL_RUNNING,
+        )
     body = inspection.rerun_message(target, payload_id)
     message_id = inspection.send(target, body)
     emit(
@@ -246,6 +352,7 @@ def rerun(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="Pa
 
 
 @app.command()
+@global_options
 @one_line_errors
 def graph(
     ctx: typer.Context,
@@ -259,14 +366,12 @@ def graph(
         raise ValueError("--format is mermaid or dot")
     found = inspection.dependency_graph(options.target(), payload_id, depth)
     text = found.mermaid() if output_format == "mermaid" else found.dot()
-    emit(
-        options,
-        {**found.as_dict(), output_format: text},
-        lambda: out.print(text, markup=False, highlight=False),
-    )
+    # Written as is, never through rich, which would wrap a long label at the console's width.
+    emit(options, {**found.as_dict(), output_format: text}, lambda: sys.stdout.write(text + "\n"))
 
 
 @app.command()
+@global_options
 @one_line_errors
 def stuck(
     ctx: typer.Context,
@@ -304,6 +409,7 @@ def _policy(value: str) -> str:
 
 
 @backfill_app.command("plan")
+@global_options
 @one_line_errors
 def backfill_plan(
     ctx: typer.Context,
@@ -340,6 +446,7 @@ def backfill_plan(
 
 
 @backfill_app.command("run")
+@global_options
 @one_line_errors
 def backfill_run(
     ctx: typer.Context,
@@ -349,7 +456,9 @@ def backfill_run(
     stop: Stop,
     timezone: Zone = "UTC",
     policy: Policy = "missing",
-    input_json: Annotated[str, typer.Option("--input", help="JSON input of every tick's run")] = "{}",
+    input_json: Annotated[
+        str, typer.Option("--input", help="JSON input of every tick's run, or @file.json")
+    ] = "{}",
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, max=1000)] = 10,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to follow it")] = 3600,
     newest_first: Annotated[
@@ -361,7 +470,7 @@ def backfill_run(
     target = options.target()
     request = {
         "workflow": workflow,
-        "input": json.loads(input_json),
+        "input": json_input(input_json),
         "start": start,
         "stop": stop,
         "schedule": schedule,
@@ -391,9 +500,47 @@ def backfill_run(
         fail(f"backfill still running after {timeout}s: {execution}", ExitCode.TIMED_OUT)
     summary = json.loads(described.get("output") or "null")
     result = {"execution_arn": execution, "status": described["status"], "summary": summary}
-    emit(options, result, lambda: key_values(f"backfill {described['status']}", summary or {}))
-    if described["status"] != "SUCCEEDED":
+    failed = (summary or {}).get("failed", 0) > 0
+    result |= failed_ticks(target, request) if failed else {"failed_ticks": [], "failed_count": 0}
+    emit(options, result, lambda: show_backfill(result))
+    if described["status"] != "SUCCEEDED" or failed:
         raise typer.Exit(ExitCode.NOT_SUCCEEDED)
+
+
+FAILED_TICKS_SHOWN = 20
+
+
+def failed_ticks(target: Target, request: dict[str, Any]) -> dict[str, Any]:
+    """Which ticks of an ended backfill did not succeed, read from their payloads' rows (the
+    summary only counts them): at most FAILED_TICKS_SHOWN of them, and how many in all."""
+    plans = inspection.backfill_plan(
+        target,
+        workflow=request["workflow"],
+        schedule=request["schedule"],
+        start=request["start"],
+        stop=request["stop"],
+        timezone=request["timezone"],
+        policy=request["policy"],
+    )
+    failed = [
+        {"tick": plan.tick, "payload_id": plan.payload_id, "state": plan.state}
+        for plan in plans
+        if plan.state != State.SUCCEEDED
+    ]
+    return {"failed_ticks": failed[:FAILED_TICKS_SHOWN], "failed_count": len(failed)}
+
+
+def show_backfill(result: dict[str, Any]) -> None:
+    key_values(f"backfill {result['status']}", result["summary"] or {})
+    if not result["failed_count"]:
+        return
+    out.print(f"{result['failed_count']} ticks did not succeed:")
+    for tick in result["failed_ticks"]:
+        out.print(
+            f"  {tick['payload_id']}  {tick['state'] or 'never started'}", markup=False, highlight=False
+        )
+    if (more := result["failed_count"] - len(result["failed_ticks"])) > 0:
+        out.print(f"  and {more} more")
 
 
 def main() -> None:

@@ -121,19 +121,19 @@ class Graph:
         ids = {node: f"n{index}" for index, node in enumerate(sorted(self.nodes))}
         lines = ["graph LR"]
         for node, ident in ids.items():
-            shape = f'{ident}[["{node}"]]' if node == self.root else f'{ident}["{node}"]'
-            lines.append(f"    {shape}")
+            label = mermaid_quoted(node)
+            lines.append(f"    {ident}[[{label}]]" if node == self.root else f"    {ident}[{label}]")
         for dependency, waiter, state in sorted(self.edges):
-            lines.append(f"    {ids[dependency]} -->|{state}| {ids[waiter]}")
+            lines.append(f"    {ids[dependency]} -->|{state}| {ids[waiter]}")  # a WaiterState
         return "\n".join(lines)
 
     def dot(self) -> str:
         lines = ["digraph dependencies {", "    rankdir=LR;"]
         for node in sorted(self.nodes):
             style = ", style=bold" if node == self.root else ""
-            lines.append(f"    {json.dumps(node)} [shape=box{style}];")
+            lines.append(f"    {dot_quoted(node)} [shape=box{style}];")
         for dependency, waiter, state in sorted(self.edges):
-            lines.append(f"    {json.dumps(dependency)} -> {json.dumps(waiter)} [label={json.dumps(state)}];")
+            lines.append(f"    {dot_quoted(dependency)} -> {dot_quoted(waiter)} [label={dot_quoted(state)}];")
         lines.append("}")
         return "\n".join(lines)
 
@@ -143,6 +143,30 @@ class Graph:
             "nodes": sorted(self.nodes),
             "edges": [{"dependency": d, "waiter": w, "state": s} for d, w, s in sorted(self.edges)],
         }
+
+
+def mermaid_quoted(text: str) -> str:
+    """A mermaid "..." label showing `text` as is: a payload id may hold any character.
+
+    Inside quotes mermaid reads `#name;` and `#123;` as entities, so `#` itself is one too;
+    `"` would end the label, `<` `>` would open HTML, and a line break would end the statement.
+    """
+    escaped = "".join(
+        "#quot;" if char == '"' else f"#{ord(char)};" if char in "#<>" or ord(char) < 0x20 else char
+        for char in text
+    )
+    return f'"{escaped}"'
+
+
+def dot_quoted(text: str) -> str:
+    r"""A DOT quoted id or label showing `text` as is.
+
+    DOT unescapes only `\"` in quoted strings (`\\` stays two characters, which a label then
+    shows as one), and a line break is written `\n`. Not JSON: `json.dumps` writes `\u00e9`
+    for é, which Graphviz shows as `u00e9`.
+    """
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def dependency_graph(target: Target, payload_id: str, depth: int = 2) -> Graph:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,40 @@ def write_local_state(
         json.dumps({"endpoint_url": endpoint_url, "region": region, "outputs": outputs}, indent=2)
     )
     return target
+
+
+def running_local_stack(path: Path | None = None) -> str | None:
+    """The endpoint of the offline stack the state file names, if it still answers; None when
+    there is no file, or it is one a stack that died left behind."""
+    try:
+        endpoint_url = str(json.loads((path or local_state_file()).read_text())["endpoint_url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        urllib.request.urlopen(endpoint_url, timeout=2).close()  # noqa: S310 (the file's own URL)
+    except urllib.error.HTTPError:
+        return endpoint_url  # any HTTP answer: a server is there
+    except (OSError, ValueError):
+        return None
+    return endpoint_url
+
+
+@contextmanager
+def local_state(
+    endpoint_url: str, region: str, outputs: dict[str, str], path: Path | None = None
+) -> Iterator[Path]:
+    """The state file, for as long as the stack runs. On exit it is removed only if it still
+    names this stack: another `local up` may have taken it over since."""
+    written = write_local_state(endpoint_url, region, outputs, path)
+    try:
+        yield written
+    finally:
+        try:
+            still_ours = json.loads(written.read_text()).get("endpoint_url") == endpoint_url
+        except (OSError, ValueError):
+            still_ours = False
+        if still_ours:
+            written.unlink(missing_ok=True)
 
 
 @dataclass
@@ -85,6 +123,7 @@ class ExitCode:
     MISSING_STACK = 5
     NOT_SUCCEEDED = 6
     TIMED_OUT = 7
+    STILL_RUNNING = 8
 
 
 def resolve(*, stack_name: str | None, endpoint_url: str | None, local: bool, region: str | None) -> Target:

@@ -1,6 +1,8 @@
 """`python -m coordinator_tools.local up | demo`.
 
-up    keep the offline stack running until Ctrl-C, and print how to reach it
+up    keep the offline stack running until Ctrl-C, and print how to reach it; exit 3 at once
+      if the state file the CLI reads (COORDINATOR_LOCAL_STATE) names a stack that still
+      answers: one file, one stack
 demo  run the scenario of `make demo` and exit 1 if any expectation fails
 """
 
@@ -15,7 +17,9 @@ from pathlib import Path
 
 from coordinator_tools.local import demo
 from coordinator_tools.local.stack import Intervals, OfflineStack
-from coordinator_tools.target import write_local_state
+from coordinator_tools.target import local_state, local_state_file, running_local_stack
+
+ALREADY_RUNNING = 3
 
 
 def _parameters(pairs: list[str]) -> dict[str, str]:
@@ -29,6 +33,13 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def up(arguments: argparse.Namespace) -> int:
+    if running := running_local_stack():
+        print(
+            f"error: an offline stack is already running at {running} ({local_state_file()} names it): "
+            "stop it first, or point this one at another file with COORDINATOR_LOCAL_STATE=PATH",
+            file=sys.stderr,
+        )
+        return ALREADY_RUNNING
     log_path = Path(
         arguments.function_log or Path(tempfile.gettempdir()) / "coordinator-offline-functions.log"
     )
@@ -61,15 +72,13 @@ def up(arguments: argparse.Namespace) -> int:
             f"--table-name {stack.outputs['TableName']} "
             '--key \'{"payload_id": {"S": "hello"}, "sk": {"S": "STATE"}}\''
         )
-        state_file = write_local_state(stack.endpoint_url, stack.region, dict(stack.outputs))
-        print(f"  coordinator --local status hello      (the CLI finds this stack through {state_file})")
-        print("(any access key works; Ctrl-C stops the stack)", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopping")
-        finally:
-            state_file.unlink(missing_ok=True)
+        with local_state(stack.endpoint_url, stack.region, dict(stack.outputs)) as state_file:
+            try:
+                print(f"  coordinator --local status hello      (the CLI finds this stack in {state_file})")
+                print("(any access key works; Ctrl-C stops the stack)", flush=True)
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                print("stopping")
     return 0
 
 
