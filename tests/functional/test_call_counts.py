@@ -7,6 +7,11 @@
 | waiter on a finished payload      | 3: put waiter, claim refused, move own waiter      |
 | dispatcher, per record            | 2: SendTask*, mark notified (UpdateItem)           |
 | update-state, final status        | 1 + one Query page per 100 waiters + 1 per waiter  |
+| re-run of an ended payload        | + 1 DescribeExecution (a redrive under way?)       |
+| redrive (`rerun: "redrive"`)      | claim refused, DescribeExecution, claim, Redrive   |
+
+Counted in a warm container: its first message for a workflow also asks the workflow's type,
+once (DescribeStateMachine, `refuse_express`).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import pytest
 from botocore.stub import Stubber
 
 from coordinator.dispatch import ResolvedWaiter, dispatch
-from coordinator.identity import token_key
+from coordinator.identity import state_machine_arn, token_key
 from coordinator.messages import Callback
-from coordinator.process import process_request
+from coordinator.process import process_request, refuse_express
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
@@ -48,8 +53,23 @@ class CallCounter:
 
 
 @pytest.fixture
-def counter(services: Services) -> CallCounter:
+def counter(services: Services, workflows: Workflows) -> CallCounter:
+    """Counts the calls of a warm container: one that has learnt the workflow's type."""
+    refuse_express(
+        services,
+        request(id="warm-up"),
+        state_machine_arn(services.settings.state_machine_arn_prefix, "ingest"),
+    )
     return CallCounter(services.dynamodb, services.stepfunctions, services.sqs)
+
+
+def test_a_container_asks_a_workflow_type_once(services: Services, workflows: Workflows) -> None:
+    cold = CallCounter(services.dynamodb, services.stepfunctions, services.sqs)
+
+    process_request(services, request(id="first"), request_id="m1")
+    process_request(services, request(id="second"), request_id="m2")
+
+    assert cold.calls == Counter({"DescribeStateMachine": 1, "UpdateItem": 2, "StartExecution": 2})
 
 
 def running_payload(services: Services, payload_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from botocore.stub import Stubber
@@ -231,8 +232,20 @@ def test_a_payload_invalid_for_a_missing_state_machine_is_tried_again_once_it_is
     assert execution["name"] == execution_name("p-later", 2)
 
 
+# What DescribeStateMachine answers for a standard workflow (a stubbed client asks it first).
+STANDARD_MACHINE = {
+    "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:cc-test-ingest",
+    "name": "cc-test-ingest",
+    "definition": "{}",
+    "roleArn": "arn:aws:iam::123456789012:role/workflow",
+    "type": "STANDARD",
+    "creationDate": datetime(2030, 1, 1, tzinfo=UTC),
+}
+
+
 def test_a_payload_invalid_for_its_own_input_stays_invalid(services: Services, workflows: Workflows) -> None:
     with Stubber(services.stepfunctions) as stubber:
+        stubber.add_response("describe_state_machine", STANDARD_MACHINE)
         stubber.add_client_error("start_execution", "InvalidExecutionInput", "not JSON")
         with pytest.raises(InvalidMessage, match="InvalidExecutionInput"):
             process_request(services, request(id="p-bad-input"), request_id="m1")

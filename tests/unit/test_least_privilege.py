@@ -22,6 +22,9 @@ NEEDED: dict[str, set[str]] = {
         "dynamodb:UpdateItem",  # claim_payload, move_waiter, settle (INVALID)
         "dynamodb:Query",  # cycle walk on by_waiter, settle's waiter query
         "states:StartExecution",  # start_attempt
+        "states:DescribeStateMachine",  # refuse_express, once per workflow per container
+        "states:DescribeExecution",  # follow_redrive before a re-run
+        "states:RedriveExecution",  # send_redrive (rerun "redrive")
         "states:SendTaskFailure",  # reject: fail the waiter of an unfixable message
         "sqs:SendMessage",  # reject: the record to the process DLQ with its reason
         "sqs:ReceiveMessage",  # the SQS event source mapping polls as the function
@@ -54,6 +57,7 @@ NEEDED: dict[str, set[str]] = {
         "dynamodb:UpdateItem",  # settle, move_waiter, touch_pending
         "states:DescribeExecution",
         "states:StartExecution",  # a claim whose start was lost
+        "states:RedriveExecution",  # a redrive claim whose redrive was lost
     },
     "RangeFunctionRole": RUNTIME,
     "ExampleScheduleRole": {"sqs:SendMessage"},  # the process queue and its own DLQ

@@ -146,6 +146,8 @@ def one_line_errors(command: F) -> F:
             fail(str(error), error.exit_code)
         except inspection.NotFound as error:
             fail(str(error), ExitCode.NOT_FOUND)
+        except inspection.NotRedrivable as error:
+            fail(str(error), ExitCode.USAGE)
         except InvalidMessage as error:
             fail(error.reason, ExitCode.USAGE)
         except (RangeRequestError, ValueError) as error:
@@ -327,11 +329,19 @@ def waiters(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="
 @app.command()
 @global_options
 @one_line_errors
-def rerun(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="Payload id")]) -> None:
-    """Run a payload again as a new attempt (`replace`), with the input it had.
+def rerun(
+    ctx: typer.Context,
+    payload_id: Annotated[str, typer.Argument(help="Payload id")],
+    redrive: Annotated[
+        bool, typer.Option("--redrive", help="Redrive its failed execution from the failed state")
+    ] = False,
+) -> None:
+    """Run a payload again as a new attempt (`replace`), with the input it had; or, with
+    --redrive, redrive its failed execution: same ARN, only the states that did not succeed.
 
     Only once it has ended: process drops a `replace` for a CLAIMED or PROCESSING payload, so
-    none is sent then and the exit code (8) says it is still running.
+    none is sent then and the exit code (8) says it is still running. A payload that cannot be
+    redriven (it succeeded, never ran, or Step Functions says why not) is exit 2 with the reason.
     """
     options: Options = ctx.obj
     target = options.target()
@@ -342,12 +352,21 @@ def rerun(ctx: typer.Context, payload_id: Annotated[str, typer.Argument(help="Pa
             "a re-run is dropped until it ends",
             ExitCode.STILL_RUNNING,
         )
-    body = inspection.rerun_message(target, payload_id)
+    if redrive:
+        body = inspection.redrive_message(target, payload_id)
+    else:
+        body = inspection.rerun_message(target, payload_id)
     message_id = inspection.send(target, body)
+    kind = "redrive" if redrive else "re-run"
     emit(
         options,
-        {"payload_id": payload_id, "message_id": message_id, "replace": True},
-        lambda: out.print(f"re-run of {payload_id} sent as message {message_id}"),
+        {
+            "payload_id": payload_id,
+            "message_id": message_id,
+            "replace": not redrive,
+            "rerun": "redrive" if redrive else "new_attempt",
+        },
+        lambda: out.print(f"{kind} of {payload_id} sent as message {message_id}"),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.messages import METADATA_KEY, parse_process_message
 from coordinator.schedule import RangeRequest, ticks
-from coordinator.states import FINAL, RETRYABLE, InvalidCause, State
+from coordinator.states import FINAL, REDRIVABLE, RETRYABLE, InvalidCause, Rerun, State
 from coordinator.table import (
     BY_PENDING,
     BY_WAITER,
@@ -73,6 +73,7 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
             "output_ref",
         )
     }
+    status["redrive_count"] = int(row.get("redrive_count") or 0)
     if status["schedule_time"]:
         # UTC `...Z`, as ids are written (rows stored before that form kept their offset).
         status["schedule_time"] = format_utc(datetime.fromisoformat(status["schedule_time"]))
@@ -352,9 +353,46 @@ def send(target: Target, body: dict[str, Any]) -> str:
 def rerun_message(target: Target, payload_id: str) -> dict[str, Any]:
     """A message re-running a payload as it was, as a new attempt (`replace`)."""
     row = _state_row(target, payload_id)
-    execution_input = json.loads(row.get("input") or "{}")
+    return {"workflow": row["workflow"], "id": payload_id, "input": _payload_input(row), "replace": True}
+
+
+class NotRedrivable(Exception):
+    """A payload whose execution Step Functions would not redrive, with the reason."""
+
+
+def redrive_message(target: Target, payload_id: str) -> dict[str, Any]:
+    """A message redriving a payload's failed execution from the state that failed.
+
+    Checked here first, so the CLI answers at once with the reason rather than leaving it to
+    the dead-letter queue: only a FAILED, ABORTED or TIMED_OUT payload has an execution to
+    redrive, and Step Functions says whether it would (`redriveStatus`, with its reason).
+    """
+    row = _state_row(target, payload_id)
+    state = State(row["state"])
+    if state not in REDRIVABLE:
+        why = "it never ran" if state is State.INVALID else f"it is {state}"
+        raise NotRedrivable(
+            f"{payload_id} cannot be redriven: {why}; `coordinator rerun {payload_id}` runs it again"
+        )
+    described = target.client("stepfunctions").describe_execution(executionArn=row["execution_arn"])
+    if described.get("redriveStatus") == "NOT_REDRIVABLE":
+        reason = described.get("redriveStatusReason") or "Step Functions would not redrive it"
+        raise NotRedrivable(
+            f"{payload_id} cannot be redriven: {reason}; "
+            f"`coordinator rerun {payload_id}` starts a new attempt"
+        )
+    return {
+        "workflow": row["workflow"],
+        "id": payload_id,
+        "input": _payload_input(row),
+        "rerun": str(Rerun.REDRIVE),
+    }
+
+
+def _payload_input(row: dict[str, Any]) -> dict[str, Any]:
+    execution_input: dict[str, Any] = json.loads(row.get("input") or "{}")
     execution_input.pop(METADATA_KEY, None)
-    return {"workflow": row["workflow"], "id": payload_id, "input": execution_input, "replace": True}
+    return execution_input
 
 
 def as_dicts(plans: list[TickPlan]) -> list[dict[str, Any]]:

@@ -76,6 +76,23 @@ def execution_arn(state_machine: str, name: str) -> str:
     return f"{head}:execution:{machine}:{name}"
 
 
+def state_machine_of(execution: str) -> str:
+    """The ARN of the state machine an execution ARN belongs to."""
+    head, separator, _ = execution.rpartition(":")
+    if ":execution:" not in head or not separator:
+        raise ValueError("not an execution ARN")
+    return head.replace(":execution:", ":stateMachine:", 1)
+
+
+def redrive_client_token(payload_id: str, attempt: int, redrive_count: int) -> str:
+    """RedriveExecution's `clientToken` for redrive `redrive_count` of an attempt (64 characters).
+
+    Deterministic, so every try of that one redrive (a redelivered message, reconcile) sends
+    the same token and Step Functions redrives once.
+    """
+    return hashlib.sha256(f"{payload_id}\n{attempt}\nredrive {redrive_count}".encode()).hexdigest()
+
+
 def token_key(task_token: str) -> str:
     """Sort key of a waiter: the token's hash (tokens are long, and secret enough not to log)."""
     return "WAITER#" + token_digest(task_token)

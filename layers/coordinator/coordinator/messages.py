@@ -3,6 +3,7 @@
 Two shapes are accepted. The native one:
 
     {"workflow": "ingest", "input": {...}, "id": "...", "scheduleTime": "...", "replace": false,
+     "rerun": "new_attempt",
      "callback": {"token": "...", "waiter": "<execution arn>", "waiter_payload_id": "...",
                   "timeout_seconds": 3600}}
 
@@ -38,6 +39,7 @@ from coordinator.identity import (
     scheduled_payload_id,
 )
 from coordinator.schedule import RateSchedule, compile_schedule, data_interval, zone_of
+from coordinator.states import Rerun
 
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
@@ -122,6 +124,9 @@ class ProcessMessage(BaseModel):
     schedule_time: AwareDatetime | None = Field(default=None, alias="scheduleTime")
     schedule: TickSchedule | None = None
     replace: bool = False
+    # How a payload that ended without success runs again: a new attempt, or its execution
+    # redriven from the failed state (`coordinator.redrive`).
+    rerun: Rerun = Rerun.NEW_ATTEMPT
     callback: Callback | None = None
 
     @model_validator(mode="after")
@@ -208,6 +213,7 @@ class PayloadRequest:
     schedule_time: datetime | None = None
     schedule: TickSchedule | None = None
     replace: bool = False
+    rerun: Rerun = Rerun.NEW_ATTEMPT
     callback: Callback | None = None
     # The sender named the id (`id`): it then also stands for this input (see `identity_conflict`).
     explicit_id: bool = False
@@ -284,6 +290,7 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
                 schedule_time=message.schedule_time,
                 schedule=message.schedule,
                 replace=message.replace,
+                rerun=message.rerun,
                 callback=message.callback,
                 explicit_id=message.id is not None,
             )

@@ -19,7 +19,13 @@ hung. `tests/functional/test_interleavings.py` enumerates every interleaving of 
 
 At most once per attempt: the claim writes attempt N's execution ARN before StartExecution,
 and the name is derived from (payload id, N), so every retry of that attempt asks Step
-Functions for the same name, which it starts at most once.
+Functions for the same name, which it starts at most once. A payload that ended without
+success runs again either as attempt N+1 or, with `"rerun": "redrive"`, as a redrive of
+attempt N's own execution; and no message runs it again while its execution is being
+redriven by anyone (`coordinator.redrive`).
+
+Only standard state machines emit the status events the record follows; a message for an
+EXPRESS one is refused at once (`refuse_express`).
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from botocore.exceptions import ClientError
 
 from coordinator.cycles import find_cycle
 from coordinator.errors import InvalidMessage
-from coordinator.identity import state_machine_arn, token_key
+from coordinator.identity import state_machine_arn, state_machine_of, token_key
 from coordinator.observability import logger, metrics
+from coordinator.redrive import follow_redrive, resume_redrive, send_redrive
 from coordinator.services import Services
 from coordinator.settle import settle
-from coordinator.states import InvalidCause, State, WaiterState
-from coordinator.table import Outcome, PayloadState
+from coordinator.states import REDRIVABLE, InvalidCause, Rerun, State, WaiterState
+from coordinator.table import Claim, Outcome, PayloadState, may_rerun
 
 if TYPE_CHECKING:
     from coordinator.messages import PayloadRequest
@@ -60,6 +67,7 @@ PAYLOAD_REFUSED = "PayloadRefused"
 
 class Processed(StrEnum):
     STARTED = "started"  # this message's claim started a new attempt
+    REDRIVEN = "redriven"  # this message's claim redrove the attempt's execution
     RESTARTED = "restarted"  # a claimed attempt found not yet started was started (same name)
     IN_PROGRESS = "in_progress"  # an attempt is running; a waiter will hear from update-state
     ALREADY_DONE = "already_done"  # final and not re-run; the waiter was resolved at once
@@ -122,22 +130,27 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
                 token_sk=token_key(callback.token),
             )
 
-    claim = table.claim_payload(
-        request,
-        state_machine_arn(config.state_machine_arn_prefix, request.workflow),
-        now,
-        request_id=request_id,
-    )
+    machine = state_machine_arn(config.state_machine_arn_prefix, request.workflow)
+    refuse_express(services, request, machine)
+    claim = table.claim_payload(request, machine, now, request_id=request_id)
+    if claim.rerunnable:
+        claim = _claim_rerun(services, request, claim.current, machine, request_id=request_id)
     current = claim.current
     if claim.refusal is not None:
         refuse(services, request, claim.refusal, execution_arn=current.execution_arn)
     if claim.claimed:
         metrics.add_metric(name="PayloadsClaimed", unit="Count", value=1)
+        if current.is_redrive_claim:
+            send_redrive(services, current)
+            return Processed.REDRIVEN
         start_attempt(services, current)
         return Processed.STARTED
     if current.state is State.CLAIMED:
         # Claimed but maybe never started (its claimer crashed between the two calls).
-        start_attempt(services, current)
+        if current.is_redrive_claim:
+            resume_redrive(services, current)
+        else:
+            start_attempt(services, current)
         return Processed.RESTARTED
     if current.state is State.PROCESSING:
         return Processed.IN_PROGRESS
@@ -156,6 +169,51 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
             "waiter resolved at once", payload_id=request.payload_id, state=str(current.state), moved=moved
         )
     return Processed.ALREADY_DONE
+
+
+def _claim_rerun(
+    services: Services, request: PayloadRequest, seen: PayloadState, machine: str, *, request_id: str
+) -> Claim:
+    """Claim an ended payload again: a redrive of its execution, or its next attempt.
+
+    First `follow_redrive`: if someone redrove the execution, the row moves with it and this
+    message waits for (or is answered by) that run instead of starting another.
+    """
+    table = services.table
+    current = follow_redrive(services, seen)
+    if current is not seen and not may_rerun(request, current, request_id):
+        return Claim(claimed=False, current=current)
+    if request.rerun is Rerun.REDRIVE and current.state in REDRIVABLE:
+        return table.claim_redrive(current, services.clock(), request_id=request_id)
+    return table.claim_payload(request, machine, services.clock(), request_id=request_id, rerun_of=current)
+
+
+def refuse_express(services: Services, request: PayloadRequest, machine: str) -> None:
+    """Refuse a message for an EXPRESS state machine: its executions emit no status events and
+    cannot be described, so its waiter would hang until its own timeout.
+
+    A state machine's type never changes, so it is asked once per container (one
+    DescribeStateMachine per workflow), not per message. A missing state machine is left to
+    StartExecution, which makes the payload INVALID for a cause outside the message.
+    """
+    kind = services.machine_types.get(machine)
+    if kind is None:
+        try:
+            kind = str(services.stepfunctions.describe_state_machine(stateMachineArn=machine)["type"])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"StateMachineDoesNotExist", "InvalidArn"}:
+                return
+            raise
+        services.machine_types[machine] = kind
+    if kind == "EXPRESS":
+        refuse(
+            services,
+            request,
+            f"workflow {request.workflow!r} is an EXPRESS state machine: Step Functions emits no "
+            "status events for its executions, so nobody could be told when one ends; "
+            "deploy it as a STANDARD state machine",
+            execution_arn="",
+        )
 
 
 def refuse(services: Services, request: PayloadRequest, refusal: str, *, execution_arn: str) -> NoReturn:
@@ -190,8 +248,8 @@ def start_attempt(services: Services, claimed: PayloadState) -> None:
     ran): success. A workflow that cannot be started at all makes the payload INVALID through
     the settle path (so its waiters are failed) and the record is dead-lettered.
     """
-    head, _, name = claimed.execution_arn.rpartition(":")
-    machine = head.replace(":execution:", ":stateMachine:", 1)
+    machine = state_machine_of(claimed.execution_arn)
+    name = claimed.execution_arn.rpartition(":")[2]
     try:
         services.stepfunctions.start_execution(
             stateMachineArn=machine, name=name, input=claimed.input or "{}"

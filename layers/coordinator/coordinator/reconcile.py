@@ -5,8 +5,12 @@ first, spread over shards) and acts on rows older than the lease:
 
 - CLAIMED whose execution does not exist: its claimer crashed before StartExecution; start
   it now under the same name (at most once: Step Functions refuses a second execution).
+- CLAIMED for a redrive (`coordinator.redrive`) whose execution was not redriven: its claimer
+  crashed before RedriveExecution; send it now with the same client token.
 - CLAIMED or PROCESSING whose execution has ended: the status event was lost; settle it
-  exactly as update-state would have.
+  exactly as update-state would have, for the run DescribeExecution names (its redrive count).
+  A redrive whose events were lost is found the same way, or, if its row had ended, by the
+  next message for the payload (`follow_redrive`).
 - WAITING whose payload is already final: move the waiter on (the dispatcher does the rest).
 - anything still legitimately in progress is sent to the back of the queue (`touch_pending`).
 
@@ -25,6 +29,7 @@ from botocore.exceptions import ClientError
 from coordinator.errors import CoordinatorError
 from coordinator.observability import logger, metrics
 from coordinator.process import start_attempt
+from coordinator.redrive import apply_described, describe, redrive_count_of, send_redrive
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import STATE_OF_STATUS, State, WaiterState
@@ -111,47 +116,49 @@ def _shard_order(now: datetime) -> list[str]:
 def _repair_state(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
     arn = row["execution_arn"]
     payload_id = row["payload_id"]
-    try:
-        described = services.stepfunctions.describe_execution(executionArn=arn)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-            raise
-        described = None
+    described = describe(services, arn)
+    # The index row lacks the redrive count: the STATE row itself, read consistently.
+    current = services.table.get_state(payload_id)
+    if current is None or current.execution_arn != arn or current.state.is_final:
+        return  # moved on since the index was read
     if described is None:
-        current = services.table.get_state(payload_id)
-        if current is not None and current.state is State.CLAIMED and current.execution_arn == arn:
+        if current.state is State.CLAIMED and not current.is_redrive_claim:
             start_attempt(services, current)
             report.restarted += 1
             logger.info("claimed attempt restarted", payload_id=payload_id, execution_arn=arn)
             return  # its RUNNING event (or the next run, seeing it RUNNING) moves the row on
-        else:
-            # PROCESSING with no execution (history expired, state machine deleted): nothing
-            # here can settle it; keep it visible to `coordinator stuck` but not in the way.
-            logger.warning(
-                "execution of a pending payload does not exist", payload_id=payload_id, execution_arn=arn
-            )
+        # PROCESSING with no execution (history expired, state machine deleted): nothing
+        # here can settle it; keep it visible to `coordinator stuck` but not in the way.
+        logger.warning(
+            "execution of a pending payload does not exist", payload_id=payload_id, execution_arn=arn
+        )
         _defer(services, row, report)
+        return
+    count = redrive_count_of(described)
+    if current.is_redrive_claim and current.redrive_count > count:
+        # A redrive claimed but never sent: its claimer crashed between the two calls.
+        send_redrive(services, current)
+        report.restarted += 1
+        logger.info("claimed redrive sent", payload_id=payload_id, execution_arn=arn, redrive_count=count)
         return
     state = STATE_OF_STATUS.get(described["status"])
     if state is None or state is State.PROCESSING:
-        if row.get("state") == State.CLAIMED and state is State.PROCESSING:
-            settle(services, payload_id, arn, State.PROCESSING)  # also moves pending_since on
+        if state is State.PROCESSING and (current.state is State.CLAIMED or current.redrive_count < count):
+            settle(services, payload_id, arn, State.PROCESSING, redrive_count=count)  # moves pending_since on
             report.deferred += 1
         else:
             _defer(services, row, report)
         return
-    settled = settle(
-        services,
-        payload_id,
-        arn,
-        state,
-        output=described.get("output"),
-        error=described.get("error"),
-        cause=described.get("cause"),
-    )
+    settled = apply_described(services, payload_id, described)
     report.settled += 1
     report.waiters_moved += settled.waiters_moved
-    logger.info("missed status settled", payload_id=payload_id, execution_arn=arn, state=str(state))
+    logger.info(
+        "missed status settled",
+        payload_id=payload_id,
+        execution_arn=arn,
+        state=str(state),
+        redrive_count=count,
+    )
 
 
 def _repair_waiter(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:

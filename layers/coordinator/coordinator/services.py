@@ -30,6 +30,9 @@ class Services:
     stepfunctions: Any
     sqs: Any
     clock: Callable[[], datetime] = field(default=now_utc)
+    # State machine ARN -> its type (STANDARD or EXPRESS), learnt once per container: a
+    # state machine's type cannot change (`coordinator.process.refuse_express`).
+    machine_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> PayloadTable:

@@ -17,7 +17,7 @@ from typing import Any
 from coordinator.observability import logger, metrics
 from coordinator.services import Services
 from coordinator.states import InvalidCause, State
-from coordinator.table import Outcome
+from coordinator.table import Outcome, PayloadState
 
 
 class Settled(StrEnum):
@@ -31,6 +31,7 @@ class Settled(StrEnum):
 class Settlement:
     settled: Settled
     waiters_moved: int = 0
+    current: PayloadState | None = None  # the row as it is after (None: no row)
 
 
 def settle(
@@ -39,13 +40,16 @@ def settle(
     execution_arn: str,
     state: State,
     *,
+    redrive_count: int = 0,
     output: str | None = None,
     output_ref: str | None = None,
     error: str | None = None,
     cause: str | None = None,
     invalid_cause: InvalidCause | None = None,
+    record_redrive_count: int | None = None,
 ) -> Settlement:
-    """Record `state` for the attempt `execution_arn` of `payload_id`, then move its waiters.
+    """Record `state` for run `redrive_count` of the attempt `execution_arn` of `payload_id`
+    (0 for the execution's first run, N after its Nth redrive), then move its waiters.
 
     Order matters: the STATE write comes before the waiter query, and the query is strongly
     consistent; process puts its waiter before it claims. Whichever of the two runs second
@@ -69,27 +73,33 @@ def settle(
         execution_arn,
         state,
         now,
+        redrive_count=redrive_count,
         output=inline,
         output_ref=reference,
         error=error,
         cause=cause,
         invalid_cause=invalid_cause,
+        record_redrive_count=record_redrive_count,
     )
     if current is None:
         logger.warning("status for unknown payload", payload_id=payload_id, execution_arn=execution_arn)
         return Settlement(Settled.UNKNOWN)
-    if current.execution_arn != execution_arn or (not applied and current.state is not state):
+    if current.execution_arn != execution_arn or (
+        not applied and (current.state is not state or current.redrive_count > redrive_count)
+    ):
         logger.info(
             "stale status ignored",
             payload_id=payload_id,
             execution_arn=execution_arn,
             status=str(state),
+            redrive_count=redrive_count,
             current_arn=current.execution_arn,
             current_state=str(current.state),
+            current_redrive_count=current.redrive_count,
         )
-        return Settlement(Settled.STALE)
+        return Settlement(Settled.STALE, current=current)
     if not current.state.is_final:
-        return Settlement(Settled.APPLIED if applied else Settled.REPEATED)
+        return Settlement(Settled.APPLIED if applied else Settled.REPEATED, current=current)
     # Applied now, or a repeat of an event that was applied: a crash may have come between
     # that write and the moves below, so the moves always run (each is conditional).
     moved = _move_waiters(services, payload_id, Outcome.of(current), now)
@@ -103,7 +113,7 @@ def settle(
         waiters_moved=moved,
         repeated=not applied,
     )
-    return Settlement(Settled.APPLIED if applied else Settled.REPEATED, moved)
+    return Settlement(Settled.APPLIED if applied else Settled.REPEATED, moved, current)
 
 
 def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: datetime) -> int:

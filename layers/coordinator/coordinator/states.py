@@ -33,8 +33,17 @@ class InvalidCause(StrEnum):
     DEPLOYMENT = "deployment"  # the state machine is missing or being deleted: it may be deployed
 
 
+class Rerun(StrEnum):
+    """`rerun` of a process message: how a payload that ended without success runs again."""
+
+    NEW_ATTEMPT = "new_attempt"  # a new execution, attempt N+1, from the start (the default)
+    REDRIVE = "redrive"  # the same execution, redriven from the state that failed
+
+
 ACTIVE = frozenset({State.CLAIMED, State.PROCESSING})
 RETRYABLE = frozenset({State.FAILED, State.ABORTED, State.TIMED_OUT})
+# The ends Step Functions can redrive an execution from (within 14 days of it).
+REDRIVABLE = RETRYABLE
 FINAL = frozenset(State) - ACTIVE
 
 

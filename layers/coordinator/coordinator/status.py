@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coordinator.identity import METADATA_KEY
 from coordinator.observability import logger
@@ -41,6 +41,15 @@ class ExecutionStatusDetail(BaseModel):
     output_details: Included | None = Field(default=None, alias="outputDetails")
     error: str | None = None
     cause: str | None = None
+    # 0 for an execution's first run, N for its Nth redrive: the fence's second half.
+    redrive_count: int = Field(default=0, alias="redriveCount")
+    # Documented as a string, seen as epoch milliseconds in real events: either is accepted.
+    redrive_date: str | int | None = Field(default=None, alias="redriveDate")
+
+    @field_validator("redrive_count", mode="before")
+    @classmethod
+    def _never_redriven(cls, value: Any) -> Any:
+        return 0 if value is None else value
 
 
 class ExecutionStatusEvent(EventBridgeModel):
@@ -84,6 +93,7 @@ def apply_status_change(services: Services, detail: ExecutionStatusDetail) -> Se
         payload_id,
         detail.execution_arn,
         state,
+        redrive_count=detail.redrive_count,
         output=detail.output,
         output_ref=detail.execution_arn if output_dropped else None,
         error=detail.error,

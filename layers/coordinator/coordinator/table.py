@@ -117,6 +117,14 @@ class PayloadState:
     claimed_by: str | None = None
     claimed_at: str | None = None
     updated_at: str | None = None
+    # How often the attempt's execution has been redriven, as far as the row knows: with the
+    # execution ARN, the fence of every status event (an event of an earlier run is stale).
+    redrive_count: int = 0
+
+    @property
+    def is_redrive_claim(self) -> bool:
+        """Claimed to redrive the attempt's execution (rather than to start a new attempt)."""
+        return self.state is State.CLAIMED and self.redrive_count > 0
 
     @property
     def schedule_instant(self) -> datetime | None:
@@ -169,6 +177,7 @@ class PayloadState:
             claimed_by=row.get("claimed_by"),
             claimed_at=row.get("claimed_at"),
             updated_at=row.get("updated_at"),
+            redrive_count=int(row.get("redrive_count", 0)),
         )
 
 
@@ -182,6 +191,8 @@ class Claim:
     claimed: bool
     current: PayloadState
     refusal: str | None = None
+    # Not claimed because the row may be re-run: the caller decides how (`coordinator.redrive`).
+    rerunnable: bool = False
 
     @property
     def execution_arn(self) -> str:
@@ -383,15 +394,24 @@ class PayloadTable:
     # -- payload state -----------------------------------------------------------------------
 
     def claim_payload(
-        self, request: PayloadRequest, state_machine: str, now: datetime, *, request_id: str
+        self,
+        request: PayloadRequest,
+        state_machine: str,
+        now: datetime,
+        *,
+        request_id: str,
+        rerun_of: PayloadState | None = None,
     ) -> Claim:
         """Claim the payload for its next attempt, writing the attempt's prospective ARN.
 
-        The first round assumes a new payload. A failed condition hands back the row; if that
-        row may be re-run, the next round claims attempt+1 conditional on the attempt and state
-        just seen (optimistic: a concurrent claimer makes the condition fail again). A message
-        never claims twice (`claimed_by`): its redelivery after its own attempt finished must
-        not start yet another attempt.
+        Without `rerun_of` the claim assumes a new payload. A failed condition hands back the
+        row; a row that may be re-run comes back `rerunnable`, unclaimed: its execution may be
+        being redriven, which only Step Functions knows, so the caller looks first
+        (`coordinator.redrive`) and, if a new attempt it is, claims again with `rerun_of`: that
+        claims attempt+1 conditional on the attempt, state and redrive count of the row as seen
+        (optimistic: a concurrent claimer, or a redrive's event, makes the condition fail and
+        the rounds go on from the row it left). A message never claims twice (`claimed_by`): its
+        redelivery after its own attempt finished must not start yet another attempt.
 
         A re-run keeps the payload's identity: its `schedule_time` is the row's (stored at the
         first claim, UTC `...Z`), not the re-run message's, so every attempt's execution sees
@@ -402,6 +422,9 @@ class PayloadTable:
         attempt, condition = 1, "attribute_not_exists(payload_id)"
         expected: dict[str, Any] = {}
         seen: PayloadState | None = None
+        if rerun_of is not None:
+            attempt, condition, expected, request = _rerun_round(request, rerun_of)
+            seen = rerun_of
         for _ in range(MAX_CLAIM_ROUNDS):
             name = execution_name(request.payload_id, attempt)
             arn = execution_arn(state_machine, name)
@@ -419,6 +442,7 @@ class PayloadTable:
                 ":by": request_id,
                 ":now": _stamp(now),
                 ":shard": pending_shard(STATE_KEY, request.payload_id),
+                ":no_redrives": 0,
             }
             sets = [
                 "#state = :claimed",
@@ -432,6 +456,7 @@ class PayloadTable:
                 "updated_at = :now",
                 "pending_shard = :shard",
                 "pending_since = :now",
+                "redrive_count = :no_redrives",
             ]
             if request.schedule_time is not None:
                 row[":schedule"] = format_utc(request.schedule_time)
@@ -465,18 +490,15 @@ class PayloadTable:
             except ClientError as error:
                 if not is_condition_failure(error):
                     raise
-                current = seen = PayloadState.from_row(from_item(error.response["Item"]))
+                current = PayloadState.from_row(from_item(error.response["Item"]))
                 if refusal := identity_conflict(request, current):
                     return Claim(claimed=False, current=current, refusal=refusal)
-                rerunnable = current.is_retryable or (request.replace and current.state in FINAL)
-                if current.state in ACTIVE or not rerunnable or current.claimed_by == request_id:
+                if not may_rerun(request, current, request_id):
                     return Claim(claimed=False, current=current)
-                attempt = current.attempt + 1
-                request = dataclasses.replace(
-                    request, schedule_time=current.schedule_instant, schedule=current.tick_schedule
-                )
-                condition = "attempt = :seen_attempt AND #state = :seen_state"
-                expected = {":seen_attempt": current.attempt, ":seen_state": str(current.state)}
+                if seen is None:
+                    return Claim(claimed=False, current=current, rerunnable=True)
+                seen = current
+                attempt, condition, expected, request = _rerun_round(request, current)
                 continue
             return Claim(
                 claimed=True,
@@ -495,6 +517,51 @@ class PayloadTable:
             )
         raise ClaimContention(request.payload_id)
 
+    def claim_redrive(self, seen: PayloadState, now: datetime, *, request_id: str) -> Claim:
+        """Claim the attempt's ended execution for its next redrive: same attempt, count + 1.
+
+        Conditional on the row as seen (attempt, final state, redrive count), so of two messages
+        asking for the same redrive one claims it; the other finds it CLAIMED. The claim is
+        written before RedriveExecution, whose client token is derived from (payload, attempt,
+        count): every later try of this redrive sends the same token (`coordinator.redrive`).
+        """
+        count = seen.redrive_count + 1
+        condition = (
+            f"attempt = :seen_attempt AND #state = :seen_state AND ({_redrive_count_is(seen.redrive_count)})"
+        )
+        update = (
+            "SET #state = :claimed, redrive_count = :count, claimed_by = :by, claimed_at = :now, "
+            "updated_at = :now, pending_shard = :shard, pending_since = :now "
+            "REMOVE #output, output_ref, #error, cause, finished_at"
+        )
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"payload_id": seen.payload_id, "sk": STATE_KEY}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state", "#output": "output", "#error": "error"},
+                ExpressionAttributeValues=_to_item(
+                    {
+                        ":seen_attempt": seen.attempt,
+                        ":seen_state": str(seen.state),
+                        ":seen_redrives": seen.redrive_count,
+                        ":claimed": str(State.CLAIMED),
+                        ":count": count,
+                        ":by": request_id,
+                        ":now": _stamp(now),
+                        ":shard": pending_shard(STATE_KEY, seen.payload_id),
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            return Claim(claimed=False, current=PayloadState.from_row(from_item(error.response["Item"])))
+        return Claim(claimed=True, current=PayloadState.from_row(from_item(response["Attributes"])))
+
     def finalize_state(
         self,
         payload_id: str,
@@ -502,42 +569,66 @@ class PayloadTable:
         state: State,
         now: datetime,
         *,
+        redrive_count: int = 0,
         output: str | None = None,
         output_ref: str | None = None,
         error: str | None = None,
         cause: str | None = None,
         invalid_cause: InvalidCause | None = None,
+        record_redrive_count: int | None = None,
     ) -> tuple[bool, PayloadState | None]:
-        """Move STATE to `state` if `arn` is the current attempt's and the row is still active.
+        """Move STATE to `state` for run `redrive_count` of the execution `arn`, if that is the
+        current attempt's and the move goes forward. Writes PROCESSING as well as final states.
 
-        PROCESSING is only taken from CLAIMED (a late RUNNING event never reopens a final
-        row); a final state from CLAIMED or PROCESSING. Returns (applied, row as it now is),
-        the row being None only when there is no STATE row at all.
+        The fence is (execution ARN, redrive count). For the run the row knows (same count),
+        PROCESSING is only taken from CLAIMED (a late RUNNING event never reopens a final row)
+        and a final state from CLAIMED or PROCESSING. A later run (a higher count: the execution
+        was redriven, by anyone) moves the row whatever its state: RUNNING reopens a final row
+        to PROCESSING, same attempt, and its final state settles it. A run earlier than the
+        row's is stale. `record_redrive_count` writes another count than the fence's (a redrive
+        claim that Step Functions refused goes back to the execution's own count).
+
+        Returns (applied, row as it now is), the row being None only when there is no STATE row.
         """
         values: dict[str, Any] = {
             ":arn": arn,
             ":state": str(state),
             ":now": _stamp(now),
             ":claimed": str(State.CLAIMED),
+            ":count": redrive_count,
+            ":recorded": redrive_count if record_redrive_count is None else record_redrive_count,
         }
+        same_run = _redrive_count_is(redrive_count, placeholder=":count")
+        # A later run than the row's: for the first run (count 0) there is none.
+        later_run = "attribute_not_exists(redrive_count) OR redrive_count < :count" if redrive_count else None
+        sets = ["#state = :state", "updated_at = :now", "redrive_count = :recorded"]
+        removes: list[str] = []
         if state is State.PROCESSING:
-            condition = "execution_arn = :arn AND #state = :claimed"
-            update = "SET #state = :state, started_at = :now, updated_at = :now, pending_since = :now"
+            condition = _fence(f"({same_run}) AND #state = :claimed", later_run)
+            values[":shard"] = pending_shard(STATE_KEY, payload_id)
+            sets += ["started_at = :now", "pending_shard = :shard", "pending_since = :now"]
+            removes += ["#output", "output_ref", "#error", "cause", "finished_at"]
         else:
-            condition = "execution_arn = :arn AND #state IN (:claimed, :processing)"
+            condition = _fence(f"({same_run}) AND #state IN (:claimed, :processing)", later_run)
             values[":processing"] = str(State.PROCESSING)
-            sets = ["#state = :state", "finished_at = :now", "updated_at = :now"]
-            for name, value in (("output", output), ("output_ref", output_ref), ("error", error)):
+            sets.append("finished_at = :now")
+            for name, value in (
+                ("output", output),
+                ("output_ref", output_ref),
+                ("error", error),
+                ("cause", cause),
+            ):
+                placeholder = f"#{name}" if name in {"output", "error"} else name
                 if value is not None:
                     values[f":{name}"] = value
-                    sets.append(f"#{name} = :{name}" if name != "output_ref" else "output_ref = :output_ref")
-            if cause is not None:
-                values[":cause"] = cause
-                sets.append("cause = :cause")
+                    sets.append(f"{placeholder} = :{name}")
+                else:
+                    removes.append(placeholder)  # a redriven run's end replaces the earlier run's
             if invalid_cause is not None:
                 values[":invalid_cause"] = str(invalid_cause)
                 sets.append("invalid_cause = :invalid_cause")
-            update = f"SET {', '.join(sets)} REMOVE pending_shard, pending_since"
+            removes += ["pending_shard", "pending_since"]
+        update = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
         try:
             response = self.client.update_item(
                 TableName=self.table_name,
@@ -547,7 +638,7 @@ class PayloadTable:
                 ExpressionAttributeNames=_names(
                     {"#state": "state", "#output": "output", "#error": "error"}, update + condition
                 ),
-                ExpressionAttributeValues=_to_item(values),
+                ExpressionAttributeValues=_to_item(_used(values, update + condition)),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -628,8 +719,50 @@ def identity_conflict(request: PayloadRequest, current: PayloadState) -> str | N
     return None
 
 
+def may_rerun(request: PayloadRequest, current: PayloadState, request_id: str) -> bool:
+    """Whether `request` may run the payload `current` again: it ended and may be re-run
+    (retryable, or any end with `replace`), and not by this very message (a redelivery)."""
+    rerunnable = current.is_retryable or (request.replace and current.state in FINAL)
+    return rerunnable and current.state not in ACTIVE and current.claimed_by != request_id
+
+
+def _rerun_round(
+    request: PayloadRequest, seen: PayloadState
+) -> tuple[int, str, dict[str, Any], PayloadRequest]:
+    """(attempt, condition, its values, request) of a claim of the attempt after `seen`."""
+    condition = (
+        f"attempt = :seen_attempt AND #state = :seen_state AND ({_redrive_count_is(seen.redrive_count)})"
+    )
+    expected = {
+        ":seen_attempt": seen.attempt,
+        ":seen_state": str(seen.state),
+        ":seen_redrives": seen.redrive_count,
+    }
+    request = dataclasses.replace(request, schedule_time=seen.schedule_instant, schedule=seen.tick_schedule)
+    return seen.attempt + 1, condition, expected, request
+
+
+def _fence(same_run: str, later_run: str | None) -> str:
+    """The execution is the row's, and the event is of the row's run (moving forward) or later."""
+    if later_run is None:
+        return f"execution_arn = :arn AND {same_run}"
+    return f"execution_arn = :arn AND (({same_run}) OR {later_run})"
+
+
+def _redrive_count_is(count: int, *, placeholder: str = ":seen_redrives") -> str:
+    """The row's redrive count is `count` (a row written before counts were kept has none: 0)."""
+    if count == 0:
+        return f"attribute_not_exists(redrive_count) OR redrive_count = {placeholder}"
+    return f"redrive_count = {placeholder}"
+
+
 class ClaimContention(RuntimeError):
     """Too many concurrent claimers of one payload; the record is retried later."""
+
+
+def _used(values: Mapping[str, Any], expression: str) -> dict[str, Any]:
+    """Only the values an expression uses (DynamoDB rejects unused values)."""
+    return {placeholder: value for placeholder, value in values.items() if placeholder in expression}
 
 
 def _names(candidates: Mapping[str, str], *expressions: str) -> dict[str, str]:
