@@ -75,13 +75,18 @@ class FlakyStep:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return self.tokens[payload_id][run - 1]
 
-    def fail(self, payload_id: str) -> None:
+    def fail(self, payload_id: str, run: int = 1) -> None:
         self.stepfunctions.send_task_failure(
-            taskToken=self.token_of(payload_id, 1), error="UpstreamDown", cause="the source was not there yet"
+            taskToken=self.token_of(payload_id, run),
+            error="UpstreamDown",
+            cause="the source was not there yet",
         )
 
+    def succeed(self, payload_id: str, run: int) -> None:
+        self.stepfunctions.send_task_success(taskToken=self.token_of(payload_id, run), output='{"rows": 42}')
+
     def succeed_on_redrive(self, payload_id: str) -> None:
-        self.stepfunctions.send_task_success(taskToken=self.token_of(payload_id, 2), output='{"rows": 42}')
+        self.succeed(payload_id, 2)
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +210,33 @@ def test_a_message_for_an_express_workflow_is_dead_lettered_and_its_waiter_faile
         "express-dep dead-lettered",
     )
     assert "EXPRESS" in json.dumps(dead[0].get("MessageAttributes", {}))
+
+
+def test_a_backfill_with_policy_redrive_redrives_its_failed_ticks(
+    stack: OfflineStack, flaky: FlakyStep
+) -> None:
+    backfills = stack.outputs["BackfillStateMachineArn"]
+    window = {
+        "workflow": FLAKY,
+        "start": "2022-07-01T00:00:00Z",
+        "stop": "2022-07-03T00:00:00Z",
+        "schedule": "0 1 * * *",
+        "dst_gap": "skip",
+        "dst_fold": "once",
+    }
+    failing, passing = (f"{FLAKY}/2022-07-0{day}T01:00:00Z" for day in (1, 2))
+    first = stack.start_execution(backfills, window)
+    flaky.fail(failing)
+    flaky.succeed(passing, 1)
+    summary = json.loads(stack.wait_for_execution(first, timeout=HANG_GUARD)["output"])
+    assert summary == {"ticks": 2, "succeeded": 1, "failed": 1, "already_done": 0}
+    failed_arn = stack.wait_for_payload(failing)["execution_arn"]
+
+    again = stack.start_execution(backfills, {**window, "policy": "redrive"})
+    flaky.succeed(failing, 2)  # Work asks again: only the failed state runs
+
+    summary = json.loads(stack.wait_for_execution(again, timeout=HANG_GUARD)["output"])
+    assert summary == {"ticks": 2, "succeeded": 1, "failed": 0, "already_done": 1}
+    redriven = stack.wait_for_payload(failing)
+    assert (redriven["state"], redriven["attempt"], redriven["redrive_count"]) == ("SUCCEEDED", 1, 1)
+    assert [item["executionArn"] for item in executions_of(stack, FLAKY, failing)] == [failed_arn]

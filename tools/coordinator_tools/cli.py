@@ -418,12 +418,17 @@ Schedule = Annotated[str, typer.Option("--schedule", help="cron(...), rate(...) 
 Start = Annotated[str, typer.Option("--start", help="First instant (inclusive)")]
 Stop = Annotated[str, typer.Option("--stop", help="Last instant (exclusive)")]
 Zone = Annotated[str, typer.Option("--timezone", help="IANA timezone of the schedule")]
-Policy = Annotated[str, typer.Option("--policy", help="missing (default) or all")]
+Policy = Annotated[
+    str,
+    typer.Option(
+        "--policy", help="missing (default), all, or redrive (failed ticks from their failed state)"
+    ),
+]
 
 
 def _policy(value: str) -> str:
-    if value not in {"missing", "all"}:
-        raise ValueError("--policy is missing or all")
+    if value not in {"missing", "all", "redrive"}:
+        raise ValueError("--policy is missing, all or redrive")
     return value
 
 

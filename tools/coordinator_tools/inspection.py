@@ -237,6 +237,7 @@ class Plan:
     START = "start"
     SUCCEEDED = "already succeeded"
     RERUN_FAILED = "re-run failed"
+    REDRIVE_FAILED = "redrive failed (from its failed state)"
     RERUN = "re-run (replace)"
     IN_PROGRESS = "in progress"
     INVALID = "invalid (resolves failed)"
@@ -295,7 +296,7 @@ def _action(row: dict[str, Any] | None, policy: str) -> str:
     if policy == "all":
         return Plan.RERUN
     if current in RETRYABLE:
-        return Plan.RERUN_FAILED
+        return Plan.REDRIVE_FAILED if policy == "redrive" else Plan.RERUN_FAILED
     if current is State.INVALID and row.get("invalid_cause") == InvalidCause.DEPLOYMENT:
         return Plan.RETRY_INVALID
     return Plan.SUCCEEDED if current is State.SUCCEEDED else Plan.INVALID
