@@ -24,7 +24,7 @@ from functions.process import app as process_app
 from functions.reconcile import app as reconcile_app
 from functions.update_state import app as update_state_app
 from tests.conftest import REGION, TABLE, WORKFLOW_PREFIX, Clock, FakeContext
-from tests.support.crashes import CallLog, TaskTokens
+from tests.support.crashes import CallLog, Redrives, TaskTokens
 from tests.support.factories import status_event
 from tests.support.template import table_create_kwargs, table_ttl_specification
 
@@ -39,7 +39,7 @@ class World:
     services: Services
     clock: Clock
     workflows: tuple[str, ...]
-    history: list[dict[str, tuple[int, str, str]]] = field(default_factory=list)
+    history: list[dict[str, tuple[int, int, str, str]]] = field(default_factory=list)
     delivered: int = 0  # calls already looked at for waiter resolutions (the stream cursor)
 
     # -- the handlers, as their event sources invoke them ------------------------------------
@@ -80,9 +80,13 @@ class World:
         return self.states()[payload_id]
 
     def snapshot(self) -> None:
-        """Record every STATE row as (attempt, state, execution ARN), to check it never went back."""
+        """Record every STATE row as (attempt, redrive count, state, execution ARN), to check it
+        never went back."""
         self.history.append(
-            {pid: (s.attempt, str(s.state), s.execution_arn) for pid, s in self.states().items()}
+            {
+                pid: (s.attempt, s.redrive_count, str(s.state), s.execution_arn)
+                for pid, s in self.states().items()
+            }
         )
 
     def executions(self, workflow: str) -> list[dict[str, Any]]:
@@ -96,9 +100,24 @@ class World:
         return str(self.lab.look.stepfunctions.describe_execution(executionArn=execution_arn)["input"])
 
     def status_of(self, payload_id: str, status: str, **detail: Any) -> dict[str, Any]:
-        """The status change event of the payload's current attempt."""
+        """The status change event of the payload's current attempt (of its current run, if it
+        was redriven: `redriveCount` as Step Functions would send it)."""
         arn = self.state(payload_id).execution_arn
+        detail.setdefault("redriveCount", self.lab.redrives.count_of(arn))
         return status_event(arn, status, self.execution_input(arn), **detail)
+
+    def redrivable(self, payload_id: str) -> str:
+        """Let Step Functions' redrive know the payload's execution as it ended; its ARN."""
+        current = self.state(payload_id)
+        self.lab.redrives.ended(
+            current.execution_arn,
+            self.execution_input(current.execution_arn),
+            str(current.state),
+            error=current.error,
+            cause=current.cause,
+            output=current.output,
+        )
+        return current.execution_arn
 
     def dead_letters(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -139,9 +158,11 @@ class Lab:
         self.look = Clients(boto3.client("dynamodb"), boto3.client("stepfunctions"), boto3.client("sqs"))
         self.calls = CallLog()
         self.tokens = TaskTokens()
+        self.redrives = Redrives()
         for client in self.clients:
             self.calls.attach(client)
         self.tokens.attach(self.stepfunctions)
+        self.redrives.attach(self.stepfunctions)
         account = boto3.client("sts").get_caller_identity()["Account"]
         self.machine_prefix = f"arn:aws:states:{REGION}:{account}:stateMachine:{WORKFLOW_PREFIX}"
         self.role = f"arn:aws:iam::{account}:role/coordinator-test-workflow"
@@ -166,6 +187,7 @@ class Lab:
         dead_letters = self.sqs.create_queue(QueueName=f"reliability-dlq-{run}")["QueueUrl"]
         self.calls.reset()
         self.tokens.reset()
+        self.redrives.reset()
         clock = Clock()
         settings = Settings(
             TABLE_NAME=TABLE,

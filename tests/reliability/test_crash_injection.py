@@ -57,6 +57,7 @@ class Case:
     outputs: dict[str, str] = field(default_factory=dict)  # payload -> the output its final state must carry
     # Redelivery alone must repair a crash of this invocation; reconcile is only the safety net.
     self_healing: bool = True
+    redrives: dict[str, int] = field(default_factory=dict)  # payload -> redrives of its execution
 
 
 Setup = Callable[[World], Case]
@@ -243,6 +244,57 @@ def update_state_stale_event_of_older_attempt(world: World) -> Case:
     )
 
 
+# -- redrive (coordinator.redrive) -----------------------------------------------------------
+
+
+def failed_and_redrivable(world: World, *, waiter: bool = True) -> str:
+    """P ran and FAILED (a waiter was told); Step Functions may redrive it. Its ARN."""
+    submit(world, body(id="P", callback=callback() if waiter else None), "m-producer")
+    finish(world, "P", "FAILED", error="UpstreamDown", cause="not there yet")
+    return world.redrivable("P")
+
+
+def process_rerun_redrive_of_a_failed_payload(world: World) -> Case:
+    """Claim for redrive, then RedriveExecution: a crash between them never redrives twice."""
+    failed_and_redrivable(world)
+    event = sqs_event(body(id="P", rerun="redrive", callback=callback()), message_ids=["m-redrive"])
+    return Case(sqs_delivery(world, event), expect={"P": (State.SUCCEEDED, 1)}, redrives={"P": 1})
+
+
+def process_waiter_during_an_operators_redrive(world: World) -> Case:
+    """Redriven from the console, its RUNNING event not yet here: the waiter waits for that run."""
+    world.lab.redrives.redrive(failed_and_redrivable(world))
+    event = sqs_event(body(id="P", callback=callback()), message_ids=["m-waiter"])
+    return Case(sqs_delivery(world, event), expect={"P": (State.SUCCEEDED, 1)}, redrives={"P": 1})
+
+
+def update_state_running_of_a_redriven_run(world: World) -> Case:
+    world.lab.redrives.redrive(failed_and_redrivable(world))
+    event = world.status_of("P", "RUNNING")
+    return Case(eventbridge_delivery(world, event), expect={"P": (State.SUCCEEDED, 1)}, redrives={"P": 1})
+
+
+def update_state_late_event_after_a_redrive(world: World) -> Case:
+    """The failed run's FAILED event, duplicated, arrives while the redriven run goes on."""
+    arn = failed_and_redrivable(world)
+    late = world.status_of("P", "FAILED", error="UpstreamDown", cause="not there yet")
+    world.lab.redrives.redrive(arn)
+    finish(world, "P", "RUNNING")
+    submit(world, body(id="P", callback=callback()), "m-waiter-during")
+    return Case(eventbridge_delivery(world, late), expect={"P": (State.SUCCEEDED, 1)}, redrives={"P": 1})
+
+
+def reconcile_redrive_claimed_never_sent(world: World) -> Case:
+    """The process Lambda claimed the redrive and died; its message was lost."""
+    failed_and_redrivable(world)
+    world.services.table.claim_redrive(world.state("P"), world.clock(), request_id="m-lost")
+    invoke, later = reconcile_schedule(world)
+    later()
+    return Case(
+        invoke, retry=later, self_healing=False, expect={"P": (State.SUCCEEDED, 1)}, redrives={"P": 1}
+    )
+
+
 # -- dispatcher ------------------------------------------------------------------------------
 
 
@@ -328,6 +380,11 @@ SCENARIOS: dict[str, Setup] = {
     "update-state: failed, input and output dropped": update_state_failed_with_dropped_input,
     "update-state: running": update_state_running,
     "update-state: stale event of an older attempt": update_state_stale_event_of_older_attempt,
+    "process: rerun redrive of a failed payload": process_rerun_redrive_of_a_failed_payload,
+    "process: waiter during an operator's redrive": process_waiter_during_an_operators_redrive,
+    "update-state: running of a redriven run": update_state_running_of_a_redriven_run,
+    "update-state: failed run's late event after a redrive": update_state_late_event_after_a_redrive,
+    "reconcile: redrive claimed, never sent": reconcile_redrive_claimed_never_sent,
     "dispatcher: two succeeded waiters": dispatcher_two_succeeded_waiters,
     "dispatcher: failed waiter": dispatcher_failed_waiter,
     "dispatcher: token already timed out": dispatcher_token_already_timed_out,
@@ -337,21 +394,32 @@ SCENARIOS: dict[str, Setup] = {
 # Calls each scenario's invocation makes when nothing crashes (its crash points are twice this).
 # A change here means a path changed: look at the new sequence before updating the figure.
 CALLS = {
-    "process: batch of new payloads, one invalid": 7,
+    # + DescribeStateMachine: the world's first message for the workflow asks its type
+    "process: batch of new payloads, one invalid": 8,
     "process: waiter on a running payload": 2,
     "process: waiter on a succeeded payload": 3,
-    "process: waiter re-runs a failed payload": 4,
+    # + DescribeExecution: is the failed execution being redriven?
+    "process: waiter re-runs a failed payload": 5,
     "process: replace of a succeeded payload": 3,
-    "process: unknown workflow": 7,
+    "process: unknown workflow": 8,
     "process: waiter closing a cycle": 2,
     "update-state: succeeded with two waiters": 4,
     "update-state: failed, input and output dropped": 4,
     "update-state: running": 1,
     "update-state: stale event of an older attempt": 1,
+    # put waiter, claim refused, DescribeExecution, claim the redrive, RedriveExecution
+    "process: rerun redrive of a failed payload": 5,
+    # put waiter, claim refused, DescribeExecution (RUNNING, count 1), reopen to PROCESSING
+    "process: waiter during an operator's redrive": 4,
+    "update-state: running of a redriven run": 1,
+    "update-state: failed run's late event after a redrive": 1,
+    # 16 shard pages; DescribeExecution, GetItem, RedriveExecution
+    "reconcile: redrive claimed, never sent": 19,
     "dispatcher: two succeeded waiters": 4,
     "dispatcher: failed waiter": 2,
     "dispatcher: token already timed out": 2,
-    "reconcile: backlog of four repairs": 31,
+    # + GetItem for B and D: the STATE row's redrive count (the index does not carry it)
+    "reconcile: backlog of four repairs": 33,
 }
 
 
@@ -407,6 +475,13 @@ def drain(world: World) -> bool:
         if state.state in ACTIVE and state.execution_arn.rsplit(":", 1)[1] in {
             e["name"] for e in world.executions(state.workflow)
         }:
+            if state.execution_arn in world.lab.redrives.executions:
+                world.lab.redrives.ended(
+                    state.execution_arn,
+                    world.execution_input(state.execution_arn),
+                    "SUCCEEDED",
+                    output=DONE_OUTPUT,
+                )
             world.update_state(world.status_of(payload_id, "SUCCEEDED", output=DONE_OUTPUT))
     world.snapshot()
     deliver_resolutions(world)
@@ -416,11 +491,15 @@ def drain(world: World) -> bool:
 def stuck(world: World) -> list[str]:
     """What redelivery alone left for reconcile: a claim never started, a waiter on a final payload."""
     states = world.states()
+    redrives = world.lab.redrives
     found = [
         payload_id
         for payload_id, state in states.items()
         if state.state in ACTIVE
-        and state.execution_arn.rsplit(":", 1)[1] not in {e["name"] for e in world.executions(state.workflow)}
+        and (
+            state.execution_arn.rsplit(":", 1)[1] not in {e["name"] for e in world.executions(state.workflow)}
+            or (state.is_redrive_claim and redrives.count_of(state.execution_arn) < state.redrive_count)
+        )
     ]
     for row in world.waiters():
         payload = states.get(row["payload_id"])
@@ -481,6 +560,14 @@ def check(world: World, case: Case) -> list[str]:
             violations.append(f"{payload_id}: execution started for an attempt never claimed: {ours}")
         if state.state is not State.INVALID and ours != list(range(1, state.attempt + 1)):
             violations.append(f"{payload_id}: attempts {state.attempt} but executions of {ours}")
+    # 1b. every redrive sent once, and the row's count is the execution's
+    for payload_id, state in states.items():
+        sent = world.lab.redrives.redrives_of(state.execution_arn)
+        if sent != state.redrive_count or sent != case.redrives.get(payload_id, 0):
+            violations.append(
+                f"{payload_id}: redriven {sent} times, row count {state.redrive_count}, "
+                f"expected {case.redrives.get(payload_id, 0)}"
+            )
     for payload_id, (expected, attempt) in case.expect.items():
         got = states.get(payload_id)
         if got is None or (got.state, got.attempt) != (expected, attempt):
@@ -574,25 +661,27 @@ def _notification_of(call: Call) -> tuple[str, str] | None:
     return None
 
 
-def regressions(history: list[dict[str, tuple[int, str, str]]]) -> list[str]:
+def regressions(history: list[dict[str, tuple[int, int, str, str]]]) -> list[str]:
     found = []
-    last: dict[str, tuple[int, str, str]] = {}
+    last: dict[str, tuple[int, int, str, str]] = {}
     for snapshot in history:
         for payload_id, now in snapshot.items():
             before = last.get(payload_id)
             if before is not None and _went_back(before, now):
-                found.append(f"{payload_id} went from {before[:2]} back to {now[:2]}")
+                found.append(f"{payload_id} went from {before[:3]} back to {now[:3]}")
             last[payload_id] = now
         for payload_id in set(last) - set(snapshot):
             found.append(f"{payload_id} disappeared")
     return found
 
 
-def _went_back(before: tuple[int, str, str], now: tuple[int, str, str]) -> bool:
-    if now[0] != before[0]:
-        return now[0] < before[0]
-    rank_before, rank_now = RANK.get(State(before[1]), 2), RANK.get(State(now[1]), 2)
-    return rank_now < rank_before or (rank_before == 2 and now[1:] != before[1:])
+def _went_back(before: tuple[int, int, str, str], now: tuple[int, int, str, str]) -> bool:
+    """Backwards: an earlier (attempt, redrive count), or within one run an earlier state, or a
+    final state that changed. A redrive (a higher count, same attempt) may reopen a final state."""
+    if now[:2] != before[:2]:
+        return now[:2] < before[:2]
+    rank_before, rank_now = RANK.get(State(before[2]), 2), RANK.get(State(now[2]), 2)
+    return rank_now < rank_before or (rank_before == 2 and now[2:] != before[2:])
 
 
 # -- the tests -------------------------------------------------------------------------------

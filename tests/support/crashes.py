@@ -212,3 +212,92 @@ class TaskTokens:
         self.closed[token] = model.name
         self.sends.append(Send(token, model.name, params.get("error"), "ok"))
         return AWSResponse(None, 200, {}, None), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+
+REDRIVABLE_STATUSES = ("FAILED", "ABORTED", "TIMED_OUT")
+
+
+class Redrives:
+    """Step Functions' side of redrives, for the executions a test says it may redrive.
+
+    moto 5.2.5 has no RedriveExecution and describes no redrive count (the offline stack patches
+    its executing backend; the lab records executions without running them), so the service's
+    answers come from a `before-call` hook, as `TaskTokens` gives them: calls through the lab's
+    clients are still logged and crashed like any other. For an execution known here:
+
+    - DescribeExecution answers its status, error, cause, output and `redriveCount`;
+    - RedriveExecution restarts a FAILED, ABORTED or TIMED_OUT one (count + 1, RUNNING), once
+      per client token (the same token again answers as the first call did), and refuses any
+      other with ExecutionNotRedrivable.
+
+    `sent` lists every redrive that took effect, so a check can count them per execution.
+    """
+
+    OPERATIONS = ("DescribeExecution", "RedriveExecution")
+
+    def __init__(self) -> None:
+        self.executions: dict[str, dict[str, Any]] = {}
+        self.sent: list[tuple[str, str | None]] = []  # (execution ARN, client token) per redrive
+        self._tokens: set[tuple[str, str]] = set()
+
+    def attach(self, client: Any) -> None:
+        events = client.meta.events
+        events.register("before-parameter-build.*.*", remember_params, unique_id="remember-params")
+        events.register("before-call.*.*", self._answer, unique_id=f"redrives-{id(self)}")
+
+    def reset(self) -> None:
+        self.executions = {}
+        self.sent = []
+        self._tokens = set()
+
+    def ended(self, execution_arn: str, execution_input: str, status: str, **fields: Any) -> None:
+        """The execution's run ended (`fields`: error, cause, output); its count is kept."""
+        known = self.executions.setdefault(execution_arn, {"redriveCount": 0, "input": execution_input})
+        for name in ("error", "cause", "output"):
+            known.pop(name, None)
+        known.update(status=status, **{name: value for name, value in fields.items() if value is not None})
+
+    def redrive(self, execution_arn: str, token: str | None = None) -> bool:
+        """Redrive it as Step Functions would (an operator's redrive has no token); False if refused."""
+        known = self.executions[execution_arn]
+        if known["status"] not in REDRIVABLE_STATUSES:
+            return False
+        known.update(status="RUNNING", redriveCount=known["redriveCount"] + 1)
+        for name in ("error", "cause", "output"):
+            known.pop(name, None)
+        self.sent.append((execution_arn, token))
+        return True
+
+    def count_of(self, execution_arn: str) -> int:
+        return int(self.executions.get(execution_arn, {}).get("redriveCount", 0))
+
+    def redrives_of(self, execution_arn: str) -> int:
+        return sum(1 for arn, _ in self.sent if arn == execution_arn)
+
+    def _answer(
+        self, model: Any, context: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if model.name not in self.OPERATIONS:
+            return None
+        arn = context.get(PARAMS, {}).get("executionArn")
+        known = self.executions.get(arn) if arn else None
+        if known is None:
+            return None  # not one of ours: moto answers
+        if model.name == "DescribeExecution":
+            return _ok({"executionArn": arn, **known})
+        token = context.get(PARAMS, {}).get("clientToken")
+        if token is not None and (arn, token) in self._tokens:
+            return _ok({"redriveDate": "2026-01-05T12:00:00Z"})
+        if not self.redrive(arn, token):
+            error = {"Code": "ExecutionNotRedrivable", "Message": f"Execution is {known['status']}"}
+            return AWSResponse(None, 400, {}, None), {
+                "Error": error,
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        if token is not None:
+            self._tokens.add((arn, token))
+        return _ok({"redriveDate": "2026-01-05T12:00:00Z"})
+
+
+def _ok(parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+    return AWSResponse(None, 200, {}, None), {**parsed, "ResponseMetadata": {"HTTPStatusCode": 200}}
