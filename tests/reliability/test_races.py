@@ -92,6 +92,10 @@ def access_of(call: Call) -> Access:
     if "Key" in params or "Item" in params:
         item = item_of(params)
         return writes(item) if changed and call.operation in WRITES else reads(item)
+    if call.operation in {"DescribeExecution", "RedriveExecution"}:
+        # Only a redrive that took effect changes the execution (`Redrives` answers both).
+        execution = f"execution:{params['executionArn']}"
+        return writes(execution) if changed and call.operation == "RedriveExecution" else reads(execution)
     if call.operation == "Query":
         values = params["ExpressionAttributeValues"]
         return reads(f"{values[':p']['S']}/{values.get(':w', {}).get('S', '')}*")
@@ -101,18 +105,19 @@ def access_of(call: Call) -> Access:
 class Actors:
     """Per-actor clients, made once for all runs (client creation is the slow part)."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, cast: tuple[str, ...] = CAST) -> None:
         self.lab = lab
         self.turnstile = Turnstile()
         self.calls = CallLog()
         self.clients: dict[str, tuple[Any, Any]] = {}
-        for name in CAST:
+        for name in cast:
             pair = (boto3.client("dynamodb"), boto3.client("stepfunctions"))
             for client in pair:
                 client.meta.events.register("before-parameter-build.*.*", remember_params, unique_id="params")
                 client.meta.events.register_first("before-call.*.*", self._hook(name), unique_id="turnstile")
                 self.calls.attach(client)
             lab.tokens.attach(pair[1])
+            lab.redrives.attach(pair[1])
             self.clients[name] = pair
 
     def _hook(self, actor: str) -> Callable[..., None]:
@@ -134,6 +139,9 @@ class Actors:
             stepfunctions=stepfunctions,
             sqs=self.lab.sqs,
             clock=world.clock,
+            # A warm container: it knows the workflow is STANDARD (asked once per container,
+            # it touches no row: not a step of any race).
+            machine_types={f"{self.lab.machine_prefix}ingest": "STANDARD"},
         )
 
 
@@ -145,6 +153,11 @@ class Scene:
     stale_arn: str
     running_arn: str
     rows: list[dict[str, Any]]
+    attempt: int = 2  # the attempt P must end at
+    # The running run is an operator's redrive (count 1) of the failed execution itself; the
+    # stale event is of the failed run (count 0). `redrives` is Step Functions' side of it.
+    redriven: bool = False
+    redrives: dict[str, dict[str, Any]] | None = None
 
 
 def set_scene(lab: Lab) -> Scene:
@@ -160,6 +173,27 @@ def set_scene(lab: Lab) -> Scene:
     return Scene(world, first, second, _scan(lab))
 
 
+def set_redrive_scene(lab: Lab) -> Scene:
+    """P: attempt 1 FAILED; an operator redrove its execution, which runs again (count 1), and
+    none of that run's events has arrived yet."""
+    world = lab.fresh()
+    base = world.services
+    process_request(base, request(id=PAYLOAD), request_id="m-producer")
+    arn = world.state(PAYLOAD).execution_arn
+    settle(base, PAYLOAD, arn, State.FAILED, error="Boom")
+    world.redrivable(PAYLOAD)
+    lab.redrives.redrive(arn)
+    return Scene(
+        world,
+        arn,
+        arn,
+        _scan(lab),
+        attempt=1,
+        redriven=True,
+        redrives={name: dict(known) for name, known in lab.redrives.executions.items()},
+    )
+
+
 def _scan(lab: Lab) -> list[dict[str, Any]]:
     return list(lab.look.dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"])
 
@@ -173,6 +207,10 @@ def restore(lab: Lab, scene: Scene) -> None:
     for item in scene.rows:
         lab.look.dynamodb.put_item(TableName=TABLE, Item=item)
     lab.tokens.reset()
+    if scene.redrives is not None:
+        lab.redrives.reset()
+        lab.redrives.executions = {name: dict(known) for name, known in scene.redrives.items()}
+        lab.redrives.sent = [(scene.running_arn, None)]  # the operator's redrive
 
 
 WaiterFlow = Callable[[Services, PayloadRequest, str], None]
@@ -204,12 +242,16 @@ class Race:
             self.short[token_key(token)] = f"waiter {name}"
             self.short[f"token:{token_digest(token)}"] = f"token {name}"
         world = scene.world
+        run = 1 if scene.redriven else 0  # the running run's redrive count
         flows: dict[str, Callable[[], None]] = {
-            "S": lambda: self._settle("S", scene.stale_arn, State.FAILED, error="Boom"),
-            "U": lambda: self._settle("U", scene.running_arn, State.SUCCEEDED, output=OUTPUT),
+            "S": lambda: self._settle("S", scene.stale_arn, State.FAILED, 0, error="Boom"),
+            "R": lambda: self._settle("R", scene.running_arn, State.PROCESSING, run),
+            "U": lambda: self._settle("U", scene.running_arn, State.SUCCEEDED, run, output=OUTPUT),
         }
         for name, token in TOKENS.items():
-            message = request(id=PAYLOAD, callback=callback(token))
+            # In the redrive scene W2 asks for a redrive itself, racing the operator's.
+            rerun = "redrive" if scene.redriven and name == "W2" else "new_attempt"
+            message = request(id=PAYLOAD, rerun=rerun, callback=callback(token))
             flows[name] = lambda name=name, message=message: waiter(  # type: ignore[misc]
                 actors.services(name, world), message, f"m-{name}"
             )
@@ -221,8 +263,9 @@ class Race:
         for thread in self.threads:
             thread.start()
 
-    def _settle(self, name: str, arn: str, state: State, **details: str) -> None:
-        settle(self.actors.services(name, self.scene.world), PAYLOAD, arn, state, **details)
+    def _settle(self, name: str, arn: str, state: State, redrive_count: int, **details: str) -> None:
+        services = self.actors.services(name, self.scene.world)
+        settle(services, PAYLOAD, arn, state, redrive_count=redrive_count, **details)
 
     def _dispatch(self, name: str) -> None:
         self.turnstile.checkpoint(name, STREAM_RECORD)
@@ -321,13 +364,21 @@ def check(scene: Scene, calls: CallLog, lab: Lab, cast: tuple[str, ...]) -> list
     world = scene.world
     violations = []
     state = world.state(PAYLOAD)
-    if (state.state, state.attempt, state.execution_arn) != (State.SUCCEEDED, 2, scene.running_arn):
+    if (state.state, state.attempt, state.execution_arn) != (
+        State.SUCCEEDED,
+        scene.attempt,
+        scene.running_arn,
+    ):
         violations.append(f"P ended {state.state} at attempt {state.attempt}")
     if state.output != OUTPUT or state.error is not None:
         violations.append(f"P carries output {state.output!r} and error {state.error!r}")
     names = sorted(e["name"] for e in world.executions("ingest"))
-    if names != sorted(execution_name(PAYLOAD, a) for a in (1, 2)):
+    if names != sorted(execution_name(PAYLOAD, a) for a in range(1, scene.attempt + 1)):
         violations.append(f"executions {names}")
+    if scene.redriven:
+        redrives = lab.redrives.redrives_of(scene.running_arn)
+        if (state.redrive_count, redrives) != (1, 1):
+            violations.append(f"P redrive count {state.redrive_count}, execution redriven {redrives} times")
     moves: dict[str, int] = {}
     marks: dict[str, int] = {}
     for call in calls.calls:
@@ -342,10 +393,21 @@ def check(scene: Scene, calls: CallLog, lab: Lab, cast: tuple[str, ...]) -> list
     waiters = [name for name in TOKENS if name in cast]
     if sorted(rows) != sorted(token_key(TOKENS[name]) for name in waiters):
         violations.append(f"{len(rows)} waiter rows for {waiters}")
+    told_the_failure = {
+        name for name in waiters if scene.redriven and _registered_before_the_redrive_was_known(calls, name)
+    }
     for name in waiters:
         sk = token_key(TOKENS[name])
         row = rows.get(sk, {})
-        if row.get("waiter_state") != WaiterState.SUCCEEDED:
+        if name in told_the_failure and row.get("waiter_state") == WaiterState.FAILED:
+            # Registered while the row still said FAILED (the redrive not yet heard of), it may be
+            # told that failure, by the failed run's late event: the latest run known to it.
+            if (row.get("dependency_execution_arn"), row.get("dependency_error")) != (
+                scene.stale_arn,
+                "Boom",
+            ):
+                violations.append(f"{name} waiter failed by {row.get('dependency_execution_arn')}")
+        elif row.get("waiter_state") != WaiterState.SUCCEEDED:
             violations.append(f"{name} waiter ended {row.get('waiter_state')}")
         elif (row.get("dependency_execution_arn"), row.get("dependency_output")) != (
             scene.running_arn,
@@ -357,7 +419,11 @@ def check(scene: Scene, calls: CallLog, lab: Lab, cast: tuple[str, ...]) -> list
     dispatchers = [name for name in ("D1", "D2") if name in cast]
     first = TOKENS["W1"]
     closes = lab.tokens.closes(first)
-    if closes != (1 if dispatchers else 0) or (dispatchers and lab.tokens.closed[first] != "SendTaskSuccess"):
+    w1_failed = (
+        rows.get(token_key(first), {}).get("waiter_state") == WaiterState.FAILED and "W1" in told_the_failure
+    )
+    expected_close = "SendTaskFailure" if w1_failed else "SendTaskSuccess"
+    if closes != (1 if dispatchers else 0) or (dispatchers and lab.tokens.closed[first] != expected_close):
         violations.append(f"W1 token closed {closes} times ({lab.tokens.closed.get(first)})")
     if not dispatchers:
         return violations
@@ -366,9 +432,28 @@ def check(scene: Scene, calls: CallLog, lab: Lab, cast: tuple[str, ...]) -> list
         violations.append(f"W1 outcome recorded {marks.get(w1, 0)} times")
     outcome = rows.get(w1, {}).get("outcome")
     # A duplicate's TaskTimedOut may be recorded first: it is recorded only if nothing was.
-    if outcome not in ("resumed", "TaskTimedOut") or (len(dispatchers) == 1 and outcome != "resumed"):
+    told = "failed" if w1_failed else "resumed"
+    if outcome not in (told, "TaskTimedOut") or (len(dispatchers) == 1 and outcome != told):
         violations.append(f"W1 outcome {outcome}")
     return violations
+
+
+def _registered_before_the_redrive_was_known(calls: CallLog, name: str) -> bool:
+    """Whether the waiter's row was put before the STATE row first recorded the redriven run."""
+    sk = token_key(TOKENS[name])
+    put = learned = None
+    for index, call in enumerate(calls.calls):
+        params = call.params
+        if (
+            put is None
+            and call.operation == "PutItem"
+            and params.get("Item", {}).get("sk", {}).get("S") == sk
+        ):
+            put = index
+        recorded = params.get("ExpressionAttributeValues", {}).get(":recorded", {}).get("N")
+        if learned is None and call.operation == "UpdateItem" and call.status < 300 and recorded == "1":
+            learned = index
+    return put is not None and (learned is None or put < learned)
 
 
 @dataclass
@@ -414,6 +499,14 @@ def explorer(lab: Lab) -> Explorer:
     return Explorer(lab, Actors(lab), set_scene(lab))
 
 
+REDRIVE_CAST = ("D1", "D2", "R", "S", "U", "W1", "W2")
+
+
+@pytest.fixture
+def redrive_explorer(lab: Lab) -> Explorer:
+    return Explorer(lab, Actors(lab, REDRIVE_CAST), set_redrive_scene(lab))
+
+
 def test_every_interleaving_of_six_actors_loses_nothing(explorer: Explorer) -> None:
     found = explorer.run(report=os.environ.get("RELIABILITY_REPORT"))
 
@@ -421,6 +514,31 @@ def test_every_interleaving_of_six_actors_loses_nothing(explorer: Explorer) -> N
     classes = [equivalence_class(run.events) for run in found.complete]
     assert len(set(classes)) == len(classes)  # no class of orders explored twice
     assert len(classes) > 100
+
+
+REDRIVE_CASTS = {
+    # the redriven run's RUNNING (R) and SUCCEEDED (U), the failed run's FAILED again, late (S),
+    # a waiter (W1) and a waiter asking for a redrive itself (W2)
+    "events": ("R", "S", "U", "W1", "W2"),
+    # W1's resolved record delivered twice (D1, D2) while the redriven run's events arrive
+    "duplicate record": ("D1", "D2", "R", "U", "W1"),
+}
+
+
+@pytest.mark.parametrize("cast", list(REDRIVE_CASTS.values()), ids=list(REDRIVE_CASTS))
+def test_every_interleaving_of_an_operators_redrive_with_waiters_and_late_events_loses_nothing(
+    redrive_explorer: Explorer, cast: tuple[str, ...]
+) -> None:
+    """P failed and an operator redrove its execution; none of the redriven run's events has
+    arrived. Whatever the order: P ends SUCCEEDED by that run (attempt 1, redrive count 1), no
+    second execution and no second redrive exist, and every waiter is moved to it once."""
+    report = os.environ.get("RELIABILITY_REDRIVE_REPORT")
+    found = redrive_explorer.run(cast, report=f"{report}.{'-'.join(cast)}" if report else None)
+
+    assert [(run.order(), run.violations) for run in found.violating] == []
+    classes = [equivalence_class(run.events) for run in found.complete]
+    assert len(set(classes)) == len(classes)
+    assert len(classes) > 10
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ NEEDED: dict[str, set[str]] = {
         "dynamodb:PutItem",  # register_waiter
         "dynamodb:UpdateItem",  # claim_payload, move_waiter, settle (INVALID)
         "dynamodb:Query",  # cycle walk on by_waiter, settle's waiter query
+        "dynamodb:GetItem",  # settle: the row again between pages of over 100 waiters
         "states:StartExecution",  # start_attempt
         "states:DescribeStateMachine",  # refuse_express, once per workflow per container
         "states:DescribeExecution",  # follow_redrive before a re-run
@@ -36,6 +37,7 @@ NEEDED: dict[str, set[str]] = {
     | {
         "dynamodb:UpdateItem",  # finalize_state, move_waiter
         "dynamodb:Query",  # waiting_pages
+        "dynamodb:GetItem",  # settle: the row again between pages of over 100 waiters
         "states:DescribeExecution",  # input dropped by EventBridge
         "sqs:SendMessage",  # its async-invoke dead-letter queue
     },

@@ -17,7 +17,7 @@ from typing import Any
 from coordinator.observability import logger, metrics
 from coordinator.services import Services
 from coordinator.states import InvalidCause, State
-from coordinator.table import Outcome, PayloadState
+from coordinator.table import Outcome, PayloadState, Run
 
 
 class Settled(StrEnum):
@@ -117,7 +117,17 @@ def settle(
 
 
 def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: datetime) -> int:
-    """Move every WAITING waiter of the payload to `outcome`, a query page at a time.
+    """Move every WAITING waiter of the payload to `outcome`, a query page at a time, while
+    the row is still at the outcome's run.
+
+    A settle can be slow (a throttled call, a crash and its retry); meanwhile the payload may
+    have run again (a new attempt, a redrive) and a waiter registered since may be waiting for
+    that run. So each page's moves are made only if the row is still at the run being settled:
+    the first page reads the STATE row in the same consistent query as the waiters, a later
+    page (over 100 waiters) reads it once more. A page that finds the row moved on stops the
+    settle: its waiters are the newer run's, whose settle (after its own finalize) or whose
+    waiters' own claims move them, by the same argument as for any waiter. Only a run that
+    began and ended, and a waiter put, within one Query call would slip through.
 
     With `move_concurrency` 1 the moves are made one after another on the calling thread: the
     race explorer (tests/reliability/test_races.py) parks each actor on its own clients'
@@ -128,19 +138,36 @@ def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: da
     table = services.table
     workers = services.settings.move_concurrency
     moved = 0
-    if workers == 1:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="settle-move") if workers > 1 else None
+    try:
         for page in table.waiting_pages(payload_id):
-            moved += sum(table.move_waiter(payload_id, sk, outcome, now) for sk in page)
-        return moved
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="settle-move") as pool:
-        for page in table.waiting_pages(payload_id):
-            futures = [pool.submit(table.move_waiter, payload_id, sk, outcome, now) for sk in page]
+            run = page.run
+            if run is None and page.waiters:
+                current = table.get_state(payload_id)
+                run = Run(current.execution_arn, current.redrive_count, current.state) if current else None
+            if page.waiters and run != outcome.run:
+                logger.info(
+                    "settle superseded: the payload ran again",
+                    payload_id=payload_id,
+                    settled_arn=outcome.execution_arn,
+                    settled_redrive_count=outcome.redrive_count,
+                    current_arn=run.execution_arn if run else None,
+                    current_redrive_count=run.redrive_count if run else None,
+                )
+                return moved
+            if pool is None:
+                moved += sum(table.move_waiter(payload_id, sk, outcome, now) for sk in page.waiters)
+                continue
+            futures = [pool.submit(table.move_waiter, payload_id, sk, outcome, now) for sk in page.waiters]
             try:
                 moved += sum(future.result() for future in futures)
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return moved
 
 

@@ -200,6 +200,27 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run of a payload: its execution, that execution's redrive count, and its state."""
+
+    execution_arn: str
+    redrive_count: int
+    state: State
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> Run:
+        return cls(row.get("execution_arn", ""), int(row.get("redrive_count", 0)), State(row["state"]))
+
+
+@dataclass(frozen=True)
+class WaitingPage:
+    """The sort keys of a page of WAITING waiters, and the row's run if the page read it."""
+
+    waiters: list[str]
+    run: Run | None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a final state means to a waiter: copied onto its row so the dispatcher needs no read."""
 
@@ -209,6 +230,7 @@ class Outcome:
     output_ref: str | None = None
     error: str | None = None
     cause: str | None = None
+    redrive_count: int = 0
 
     @classmethod
     def of(cls, payload: PayloadState) -> Outcome:
@@ -219,7 +241,12 @@ class Outcome:
             output_ref=payload.output_ref,
             error=payload.error,
             cause=payload.cause,
+            redrive_count=payload.redrive_count,
         )
+
+    @property
+    def run(self) -> Run:
+        return Run(self.execution_arn, self.redrive_count, self.state)
 
 
 class PayloadTable:
@@ -312,12 +339,15 @@ class PayloadTable:
             raise
         return True
 
-    def waiting_pages(self, payload_id: str) -> Iterator[list[str]]:
-        """The sort keys of a payload's WAITING waiters, a page of up to 100 rows at a time.
+    def waiting_pages(self, payload_id: str) -> Iterator[WaitingPage]:
+        """A payload's WAITING waiters, a page of up to 100 rows at a time, each page with the
+        run the STATE row was at when it was read (None on pages that do not hold the row).
 
         Strongly consistent: a waiter put before this query started is in it. That, with
         finalize-before-query here and put-before-claim in process, is the no-lost-wake-up
-        argument (see `coordinator.process`).
+        argument (see `coordinator.process`). The query reads the whole partition, so its first
+        page holds the STATE row too (it sorts before `WAITER#`): settle checks that the run it
+        settles is still the row's in the same read that found the waiters (`coordinator.settle`).
 
         It reads resolved rows too (the filter applies after the read): at 100,000 waiters
         ~15,000 RCU and 1,000 pages a pass, ~5 s (`bench.quota_simulation`), small beside the
@@ -328,11 +358,12 @@ class PayloadTable:
         while True:
             request: dict[str, Any] = {
                 "TableName": self.table_name,
-                "KeyConditionExpression": "payload_id = :p AND begins_with(sk, :w)",
-                "FilterExpression": "waiter_state = :waiting",
-                "ProjectionExpression": "sk",
+                "KeyConditionExpression": "payload_id = :p",
+                "FilterExpression": "attribute_exists(#state) OR waiter_state = :waiting",
+                "ProjectionExpression": "sk, #state, execution_arn, redrive_count",
+                "ExpressionAttributeNames": {"#state": "state"},
                 "ExpressionAttributeValues": _to_item(
-                    {":p": payload_id, ":w": WAITER_PREFIX, ":waiting": str(WaiterState.WAITING)}
+                    {":p": payload_id, ":waiting": str(WaiterState.WAITING)}
                 ),
                 "ConsistentRead": True,
                 "Limit": WAITER_PAGE,
@@ -340,7 +371,9 @@ class PayloadTable:
             if start:
                 request["ExclusiveStartKey"] = start
             page = self.client.query(**request)
-            yield [from_item(item)["sk"] for item in page.get("Items", [])]
+            rows = [from_item(item) for item in page.get("Items", [])]
+            run = next((Run.of_row(row) for row in rows if row["sk"] == STATE_KEY), None)
+            yield WaitingPage([row["sk"] for row in rows if row["sk"] != STATE_KEY], run)
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
