@@ -21,9 +21,10 @@ AWS in two ways a new pattern could meet:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from moto.events.models import EventPattern
+from moto.events.utils import EventMessageType
 
 _OPERATORS = frozenset({"prefix", "anything-but", "exists"})
 
@@ -55,7 +56,7 @@ def _check(pattern: Any) -> None:
 
 def matches(pattern: EventPattern, event: Any) -> bool:
     """Whether `event` matches `pattern`: every field of the pattern matches (AND)."""
-    return isinstance(event, dict) and pattern.matches_event(event)
+    return isinstance(event, dict) and pattern.matches_event(cast(EventMessageType, event))
 
 
 def matches_any(patterns: list[EventPattern], event: Any) -> bool:

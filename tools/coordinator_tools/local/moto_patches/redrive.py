@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from coordinator_tools.local.moto_patches.hooks import tell_status
 from coordinator_tools.local.moto_patches.patch import Patch
@@ -101,15 +101,18 @@ def _redrive(execution: Any) -> datetime:
     env = worker._get_evaluation_environment()
     env.event_manager = previous.event_manager  # one history, its event ids going on
     last_event = max((event["id"] for event in events), default=0)
-    env.event_history_context = EventHistoryContext(previous_event_id=last_event)
+    # moto declares it Final; a redrive's environment goes on with the history it continues.
+    env.event_history_context = EventHistoryContext(previous_event_id=last_event)  # type: ignore[misc]
     if resume_input is not None:
         env.states.reset(input_value=resume_input)
     count = getattr(execution, "redrive_count", 0) + 1
     env.event_manager.add_event(
         context=env.event_history_context,
         event_type=HistoryEventType.ExecutionRedriven,
-        event_details=EventDetails(
-            executionRedrivenEventDetails=ExecutionRedrivenEventDetails(redriveCount=count)
+        # moto's EventDetails names every kind of details but the redrive's own.
+        event_details=cast(
+            EventDetails,
+            {"executionRedrivenEventDetails": ExecutionRedrivenEventDetails(redriveCount=count)},
         ),
     )
     worker.env = env
