@@ -383,12 +383,12 @@ def fresh_services() -> tuple[Services, Any]:
     sqs = boto3.client("sqs", region_name=REGION)
     dlq = sqs.create_queue(QueueName="coordinator-bench-dlq")["QueueUrl"]
     settings = Settings(
-        TABLE_NAME=TABLE,
-        STATE_MACHINE_ARN_PREFIX=PREFIX,
-        DEAD_LETTER_QUEUE_URL=dlq,
-        RETENTION_DAYS=7,
-        RECONCILE_LEASE_SECONDS=300,
-        RECONCILE_BATCH_SIZE=160,
+        table_name=TABLE,
+        state_machine_arn_prefix=PREFIX,
+        dead_letter_queue_url=dlq,
+        retention_days=7,
+        lease_seconds=300,
+        reconcile_batch=160,
     )
     services = Services(
         settings=settings, dynamodb=dynamodb, stepfunctions=stepfunctions, sqs=sqs, clock=Clock()
@@ -487,7 +487,7 @@ def main(argv: list[str]) -> Report:
         ]
     )
     report = Report("Calls and capacity per operation", detail=detail_text)
-    mismatched = [b[0] for b in body if b[3] != "yes"]
+    mismatched = [str(b[0]) for b in body if b[3] != "yes"]
     report.rows.append(
         Row(
             "AWS calls per operation (20 paths) vs protocol minimum",

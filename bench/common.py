@@ -334,7 +334,8 @@ class Meter:
         consumed = parsed.get("ConsumedCapacity")
         if isinstance(consumed, dict) and "CapacityUnits" in consumed:
             reported = float(consumed["CapacityUnits"])
-        table_units, index_units, kind = 0.0, {}, ""
+        index_units: dict[str, int] = {}
+        table_units, kind = 0.0, ""
         if service == "dynamodb" and self.probe is not None:
             table_units, index_units, kind = self._computed(name, params, before, error)
         self.calls.append(Call(name, error, reported, table_units, index_units, kind))
@@ -346,7 +347,8 @@ class Meter:
 
     def _item(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         found = self.probe.get_item(TableName=table_name, Key=dict(key), ConsistentRead=True)
-        return found.get("Item")
+        item: dict[str, Any] | None = found.get("Item")
+        return item
 
     def _computed(
         self, name: str, params: Mapping[str, Any], before: dict[str, Any] | None, error: str | None

@@ -65,7 +65,7 @@ class MotoClock:
             finally:
                 clock.seconds += time.perf_counter() - started
 
-        BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
+        BotocoreStubber.__call__ = timed  # type: ignore[method-assign, assignment]
 
 
 class ItemRecorder:
@@ -85,7 +85,7 @@ def register_waiters(services: Any, payload: str, count: int) -> None:
     from coordinator.table import PayloadTable
 
     recorder = ItemRecorder()
-    rows = PayloadTable(recorder, services.settings.table_name)  # type: ignore[arg-type]
+    rows = PayloadTable(recorder, services.settings.table_name)
     now = services.clock()
     for _ in range(count):
         rows.register_waiter(payload, Callback(token=new_token()), now, retention_seconds=60)

@@ -67,7 +67,7 @@ def renamed(payload_id: str) -> str:
 
 def rewrite(service: str, params: dict[str, Any], namespace: str, prefix: str) -> dict[str, Any]:
     """A recorded request aimed at a twin namespace (its table, its state machine, its ids)."""
-    changed = json.loads(json.dumps(params).replace(prefix, renamed(prefix)))
+    changed: dict[str, Any] = json.loads(json.dumps(params).replace(prefix, renamed(prefix)))
     if service == "dynamodb" and "TableName" in changed:
         changed["TableName"] = f"cc-{namespace}"
     if "stateMachineArn" in changed:

@@ -26,8 +26,10 @@ import heapq
 import math
 import random
 import sys
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any
 
 from bench.common import Report, Row, emit, prose, table
@@ -82,7 +84,7 @@ class TokenBucket:
 class Waits:
     """Seconds a flow spent held back, by the limit that held it."""
 
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def add(self, name: str, seconds: float) -> None:
         if seconds > 0:
@@ -92,7 +94,7 @@ class Waits:
         total = sum(self.seconds.values())
         if not total:
             return "nothing (latency-bound)"
-        return ", ".join(f"{name} {value / total:.0%}" for name, value in self.seconds.most_common(3))
+        return ", ".join(f"{name} {value / total:.0%}" for name, value in most_common(self.seconds, 3))
 
 
 def throttled_call(
@@ -254,10 +256,10 @@ def simulate_fanout(setup: FanOutSetup, seed: int = 7) -> dict[str, object]:
     heapq.heapify(consumers)
     notified_end = 0.0
     for start in range(0, len(arrivals), setup.batch_size):
-        batch = arrivals[start : start + setup.batch_size]
+        arrived = arrivals[start : start + setup.batch_size]
         free = heapq.heappop(consumers)
-        clock = max(free, batch[-1])  # a batch is handed over once its records are there
-        for _ in batch:
+        clock = max(free, arrived[-1])  # a batch is handed over once its records are there
+        for _ in arrived:
             clock = throttled_call(clock, send_task, STATES_LATENCY, waits, "SendTaskSuccess rate", rng)
             clock = throttled_call(clock, table_wcu, DYNAMODB_LATENCY, waits, "partition WCU", rng)
         notified_end = max(notified_end, clock)
@@ -293,7 +295,7 @@ def simulate_backfill(setup: BackfillSetup) -> dict[str, object]:
     start_bucket = TokenBucket(*setup.start_execution)
     transitions = TokenBucket(*STATE_TRANSITIONS)
     send_task = TokenBucket(*SEND_TASK)
-    held: Counter[str] = Counter()
+    held: defaultdict[str, float] = defaultdict(float)
     running: list[tuple[float, int]] = []  # (finishes at, how many)
     in_flight = 0
     started = finished = 0
@@ -352,10 +354,15 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86_400:.1f} days"
 
 
-def held_text(held: Counter[str], total: float) -> str:
+def held_text(held: Mapping[str, float], total: float) -> str:
     if not held:
         return "-"
-    return ", ".join(f"{name} {value / total:.0%} of the time" for name, value in held.most_common(2))
+    return ", ".join(f"{name} {value / total:.0%} of the time" for name, value in most_common(held, 2))
+
+
+def most_common(seconds: Mapping[str, float], count: int) -> list[tuple[str, float]]:
+    """The `count` largest, ordered as `Counter.most_common` orders them (whose type counts ints only)."""
+    return heapq.nlargest(count, seconds.items(), key=itemgetter(1))
 
 
 def fanouts() -> list[FanOutSetup]:

@@ -67,9 +67,8 @@ def one_wait(stack: OfflineStack, run: str, index: int) -> float:
     if waiter_row["state"] != "SUCCEEDED":
         raise RuntimeError(f"{waiter} ended {waiter_row['state']}")
     dependency_row = stack.wait_for_payload(dependency, timeout=120, poll=POLL)
-    stopped = stack.client("stepfunctions").describe_execution(executionArn=dependency_row["execution_arn"])[
-        "stopDate"
-    ]
+    described = stack.client("stepfunctions").describe_execution(executionArn=dependency_row["execution_arn"])
+    stopped: datetime = described["stopDate"]
     return (resumed_at(stack, waiter_row["execution_arn"]) - stopped).total_seconds()
 
 
@@ -82,7 +81,7 @@ def nothing_lost(stack: OfflineStack, payloads: int) -> dict[str, Any]:
     waiters = payloads // 10
     targets = [f"load-{index}" for index in range(payloads - waiters)]
     per_waiter = max(1, len(targets) // max(1, waiters))
-    messages = [{"workflow": "example-target", "id": target} for target in targets]
+    messages: list[dict[str, Any]] = [{"workflow": "example-target", "id": target} for target in targets]
     dependencies_of: dict[str, list[str]] = {}
     for index in range(waiters):
         mine = targets[index * per_waiter : (index + 1) * per_waiter]

@@ -47,17 +47,19 @@ def _load(path: Path) -> dict[str, Any]:
     template, matches = decode(str(path))
     if matches or template is None:
         raise TemplateError(f"{path.name} does not parse: {[str(m) for m in matches]}")
-    return _plain(template)
+    plain: dict[str, Any] = _plain(template)
+    return plain
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """The whole template as plain dicts and lists (a fresh copy: callers may mutate it)."""
-    return json.loads(json.dumps(_load(path)))
+    copied: dict[str, Any] = json.loads(json.dumps(_load(path)))
+    return copied
 
 
 def resources(resource_type: str | None = None) -> dict[str, dict[str, Any]]:
     """Resources by logical id, optionally only those of one `Type`."""
-    found = load_template()["Resources"]
+    found: dict[str, dict[str, Any]] = load_template()["Resources"]
     if resource_type is None:
         return found
     return {name: body for name, body in found.items() if body["Type"] == resource_type}
@@ -72,7 +74,8 @@ def resource(logical_id: str) -> dict[str, Any]:
 
 
 def properties(logical_id: str) -> dict[str, Any]:
-    return resource(logical_id).get("Properties", {})
+    found: dict[str, Any] = resource(logical_id).get("Properties", {})
+    return found
 
 
 def table_create_kwargs(

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from coordinator.identity import format_utc, scheduled_payload_id
-from coordinator.messages import METADATA_KEY, parse_process_message
+from coordinator.identity import METADATA_KEY, format_utc, scheduled_payload_id
+from coordinator.messages import parse_process_message
 from coordinator.schedule import RangeRequest, ticks
 from coordinator.states import FINAL, REDRIVABLE, RETRYABLE, InvalidCause, Rerun, State
 from coordinator.table import (

@@ -62,7 +62,10 @@ def translate(
     translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=region))
     values: dict[str, Any] = {"AWS::AccountId": account_id, "AWS::StackName": stack_name, **parameters}
     try:
-        return translator.translate(sam, parameter_values=values, get_managed_policy_map=no_managed_policies)
+        translated: dict[str, Any] = translator.translate(
+            sam, parameter_values=values, get_managed_policy_map=no_managed_policies
+        )
+        return translated
     finally:
         # The translator counts its own usage for a publisher that, offline, discards it; left
         # unpublished, it warns "There are unpublished metrics" whenever it is collected.

@@ -1,16 +1,30 @@
 """Event patterns: the matching language of EventBridge rules and Lambda filter criteria.
 
 The offline stack applies the template's own patterns (the status-change rule, the stream's
-filter criteria) instead of restating what they select. Implemented: exact values (strings,
-numbers, booleans, null), `prefix`, `anything-but` (a value, a list, or `{"prefix": ...}`) and
-`exists`, nested to any depth. A pattern using anything else is refused when loaded, so a new
-operator in the template fails loudly offline rather than matching wrongly.
+filter criteria) instead of restating what they select, and matches them with moto's own
+matcher (`moto.events.models.EventPattern`, what moto's EventBridge applies to its rules) instead
+of restating the language: `tests/unit/test_patterns.py` checks it, on the template's patterns,
+against what AWS delivers.
+
+What this module adds is a check when a pattern is loaded, because moto's matcher differs from
+AWS in two ways a new pattern could meet:
+
+- An operator it does not know matches every value (its evaluator ends in `return True`). So
+  only exact values and the operators the tests check (`prefix`, `anything-but`, `exists`) are
+  loaded; a pattern using anything else is refused, and a new operator in the template fails
+  loudly offline rather than matching everything.
+- It reads the event as dotted paths, so a field holding an object is absent to `exists` (AWS's
+  operators work on leaf nodes only: keep `exists` on leaves, as the template does), and an event
+  key holding a dot (`"a.b"`) reads as the path `a` then `b`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
+
+from moto.events.models import EventPattern
+from moto.events.utils import EventMessageType
 
 _OPERATORS = frozenset({"prefix", "anything-but", "exists"})
 
@@ -19,11 +33,11 @@ class UnsupportedPattern(ValueError):
     """The pattern uses an operator the offline matcher does not implement."""
 
 
-def load_pattern(pattern: str | dict[str, Any]) -> dict[str, Any]:
-    """A pattern as data, checked to use only the implemented operators."""
+def load_pattern(pattern: str | dict[str, Any]) -> EventPattern:
+    """A pattern ready to match, checked to use only the operators the tests check."""
     document = json.loads(pattern) if isinstance(pattern, str) else pattern
     _check(document)
-    return document
+    return EventPattern(json.dumps(document), document)
 
 
 def _check(pattern: Any) -> None:
@@ -40,49 +54,11 @@ def _check(pattern: Any) -> None:
                 raise UnsupportedPattern(f"unsupported pattern operator {sorted(allowed)}")
 
 
-_MISSING = object()
-
-
-def matches(pattern: dict[str, Any], event: Any) -> bool:
+def matches(pattern: EventPattern, event: Any) -> bool:
     """Whether `event` matches `pattern`: every field of the pattern matches (AND)."""
-    if not isinstance(event, dict):
-        return False
-    for key, expected in pattern.items():
-        actual = event.get(key, _MISSING)
-        if isinstance(expected, dict):
-            # A missing object has no leaves: only `exists: false` leaves below it can match.
-            if not matches(expected, {} if actual is _MISSING else actual):
-                return False
-        elif not _leaf_matches(expected, actual):
-            return False
-    return True
+    return isinstance(event, dict) and pattern.matches_event(cast(EventMessageType, event))
 
 
-def _leaf_matches(allowed: list[Any], actual: Any) -> bool:
-    """Any one allowed value matches (OR); an array field matches if any element does."""
-    if actual is not _MISSING and isinstance(actual, list):
-        return any(_leaf_matches(allowed, element) for element in actual)
-    return any(_value_matches(rule, actual) for rule in allowed)
-
-
-def _value_matches(rule: Any, actual: Any) -> bool:
-    if not isinstance(rule, dict):
-        return actual is not _MISSING and actual == rule
-    (operator, argument), *_ = rule.items()
-    if operator == "exists":
-        # `exists` looks at leaves: a field holding an object counts as present.
-        return (actual is not _MISSING) == bool(argument)
-    if actual is _MISSING:
-        return False
-    if operator == "prefix":
-        return isinstance(actual, str) and actual.startswith(argument)
-    # anything-but: a value, a list of values, or {"prefix": ...}
-    if isinstance(argument, dict):
-        return not _value_matches(argument, actual)
-    excluded = argument if isinstance(argument, list) else [argument]
-    return actual not in excluded
-
-
-def matches_any(patterns: list[dict[str, Any]], event: Any) -> bool:
+def matches_any(patterns: list[EventPattern], event: Any) -> bool:
     """Lambda filter criteria: a record is kept when any one filter matches."""
     return any(matches(pattern, event) for pattern in patterns)

@@ -1,6 +1,6 @@
 """The in-process Lambda runtime: `functions/<dir>/app.py:lambda_handler`, run by this process.
 
-moto hands every invocation to `route` (see `moto_patches`), with the function's environment as
+moto hands every invocation to `route` (see `moto_patches.hooks`), with the function's environment as
 the template configured it. Handlers read their settings from `os.environ` once and cache their
 clients (`coordinator.settings.settings`, `coordinator.services.services`), and the environment
 is one per process, so invocations run one at a time under `_invoke_lock`, each in its own
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from coordinator_tools.local.moto_patches import Invocation
+from coordinator_tools.local.moto_patches.hooks import Invocation
 
 logger = logging.getLogger(__name__)
 

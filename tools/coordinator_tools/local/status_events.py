@@ -3,7 +3,7 @@
 Step Functions puts an "Step Functions Execution Status Change" event on the default bus when
 an execution starts and when it ends, and again when a redrive restarts it and when that run
 ends (each event carries the execution's `redriveCount`). Offline, `ExecutionStatusPoller` is told of both by
-moto's status point (`moto_patches`: every execution start and end calls `told` with the
+moto's status point (`moto_patches.hooks`: every execution start and end calls `told` with the
 execution's ARN, so nothing is listed and a running execution costs nothing while it runs).
 At its interval it describes each execution it was told of, builds the event in its real
 shape, matches it against each enabled rule's own pattern from the template and delivers it to
