@@ -176,3 +176,31 @@ def test_backfill_run_with_failed_ticks_exits_not_succeeded_and_names_them(cli: 
         {"tick": tick, "payload_id": f"example-target/{tick}", "state": "FAILED"}
         for tick in ("2023-05-01T01:00:00Z", "2023-05-02T01:00:00Z")
     ]
+
+
+def test_backfill_run_follows_the_continuations_to_the_final_summary(cli: Any) -> None:
+    # 5 hourly ticks, 2 a page, 1 page an execution: a chain of 3 executions.
+    result = cli(
+        "backfill",
+        "run",
+        "example-target",
+        "--schedule",
+        "0 * * * *",
+        "--start",
+        "2023-06-01T00:00:00Z",
+        "--stop",
+        "2023-06-01T05:00:00Z",
+        "--page-size",
+        "2",
+        "--pages-per-execution",
+        "1",
+        "--timeout",
+        "120",
+    )
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["summary"] == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
+    assert len(document["chain"]) == 3
+    assert document["chain"][0] == document["id"] == document["execution_arn"]
+    assert (document["status"], document["failed_count"]) == ("SUCCEEDED", 0)

@@ -23,12 +23,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from rich.console import Console, ConsoleDimensions
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from coordinator.errors import InvalidMessage
 from coordinator.schedule import RangeRequestError
 from coordinator.states import ACTIVE, FINAL, State
-from coordinator_tools import inspection
+from coordinator_tools import backfills, inspection
 from coordinator_tools.target import ExitCode, Target, TargetError, resolve
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -464,8 +465,18 @@ def backfill_run(
     newest_first: Annotated[
         bool, typer.Option("--newest-first", help="Run the latest ticks first (order desc)")
     ] = False,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, max=1000, help="Ticks a page (one Map state)")
+    ] = 50,
+    pages_per_execution: Annotated[
+        int,
+        typer.Option("--pages-per-execution", min=1, help="Pages before it continues as a new execution"),
+    ] = 20,
 ) -> None:
-    """Start the backfill state machine and follow it until its summary."""
+    """Start the backfill state machine and follow it, across its continuations, to its summary.
+
+    Ctrl-C detaches: the backfill goes on (`backfill status`, `backfill cancel`).
+    """
     options: Options = ctx.obj
     target = options.target()
     request = {
@@ -478,33 +489,96 @@ def backfill_run(
         "policy": _policy(policy),
         "max_concurrency": max_concurrency,
         "order": "desc" if newest_first else "asc",
+        "page_size": page_size,
+        "pages_per_execution": pages_per_execution,
     }
     count = inspection.tick_count(schedule=schedule, start=start, stop=stop, timezone=timezone)
-    sfn = target.client("stepfunctions")
-    execution = sfn.start_execution(
-        stateMachineArn=target.output("BackfillStateMachineArn"),
-        name=f"backfill-{workflow}-{uuid.uuid4().hex[:12]}",
-        input=json.dumps(request),
-    )["executionArn"]
+    execution = backfills.start(target, request, f"backfill-{workflow}-{uuid.uuid4().hex[:12]}")
     if not options.json:
         out.print(f"backfill of {count} ticks started: {execution}")
-    deadline = time.monotonic() + timeout
-    described: dict[str, Any] = {}
-    with out.status("backfilling…") if not options.json else _Silent():
-        while time.monotonic() < deadline:
-            described = sfn.describe_execution(executionArn=execution)
-            if described["status"] != "RUNNING":
-                break
-            time.sleep(1)
-    if described.get("status") == "RUNNING":
+    tracker = backfills.Tracker.of(target, execution)
+    try:
+        backfill = follow_backfill(tracker, count, timeout, live=out.is_terminal and not options.json)
+    except KeyboardInterrupt:
+        detached(execution)
+        raise typer.Exit(ExitCode.STILL_RUNNING) from None
+    if backfill.running:
         fail(f"backfill still running after {timeout}s: {execution}", ExitCode.TIMED_OUT)
-    summary = json.loads(described.get("output") or "null")
-    result = {"execution_arn": execution, "status": described["status"], "summary": summary}
-    failed = (summary or {}).get("failed", 0) > 0
-    result |= failed_ticks(target, request) if failed else {"failed_ticks": [], "failed_count": 0}
+    result = backfill_result(target, backfill)
     emit(options, result, lambda: show_backfill(result))
-    if described["status"] != "SUCCEEDED" or failed:
+    if backfill.status != "SUCCEEDED" or result["failed_count"]:
         raise typer.Exit(ExitCode.NOT_SUCCEEDED)
+
+
+def follow_backfill(
+    tracker: backfills.Tracker, count: int, timeout: int, *, live: bool
+) -> backfills.Backfill:
+    """Poll the backfill until its chain ends (or `timeout`), with a progress bar if `live`."""
+    deadline = time.monotonic() + timeout
+    with BackfillProgress(count) if live else _SilentProgress() as progress:
+        while True:
+            backfill = tracker.poll()
+            progress.show(backfill)
+            if not backfill.running or time.monotonic() >= deadline:
+                return backfill
+            time.sleep(1)
+
+
+class BackfillProgress:
+    """Ticks done of all, failed and already done, the rate and the time left."""
+
+    def __init__(self, count: int) -> None:
+        self.progress = Progress(
+            TextColumn("backfill"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}  already done {task.fields[already_done]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=out,
+        )
+        self.task = self.progress.add_task("backfill", total=count, failed=0, already_done=0, rate="")
+
+    def __enter__(self) -> BackfillProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def show(self, backfill: backfills.Backfill) -> None:
+        self.progress.update(self.task, completed=backfill.done, **backfill.counts)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:.1f} ticks/s" if speed else "")
+
+
+class _SilentProgress(_Silent):
+    def __enter__(self) -> _SilentProgress:
+        return self
+
+    def show(self, backfill: backfills.Backfill) -> None:
+        return None
+
+
+def detached(backfill_id: str) -> None:
+    name = backfill_id.rsplit(":", 1)[-1]
+    err.print(
+        f"detached: backfill {name} goes on.\n"
+        f"  follow it: coordinator backfill status {name}\n"
+        f"  cancel it: coordinator backfill cancel {name}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def backfill_result(target: Target, backfill: backfills.Backfill) -> dict[str, Any]:
+    """What `backfill run` and `backfill status` report: the backfill, its chain, its summary
+    once it has one, and which ticks did not succeed once it has ended with some failed."""
+    result = {"execution_arn": backfill.id, **backfill.as_dict()}
+    if backfill.running or not backfill.counts["failed"]:
+        return result | {"failed_ticks": [], "failed_count": 0}
+    return result | failed_ticks(target, backfill.request)
 
 
 FAILED_TICKS_SHOWN = 20
@@ -519,8 +593,8 @@ def failed_ticks(target: Target, request: dict[str, Any]) -> dict[str, Any]:
         schedule=request["schedule"],
         start=request["start"],
         stop=request["stop"],
-        timezone=request["timezone"],
-        policy=request["policy"],
+        timezone=request.get("timezone", "UTC"),
+        policy=request.get("policy", "missing"),
     )
     failed = [
         {"tick": plan.tick, "payload_id": plan.payload_id, "state": plan.state}
@@ -531,7 +605,10 @@ def failed_ticks(target: Target, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def show_backfill(result: dict[str, Any]) -> None:
-    key_values(f"backfill {result['status']}", result["summary"] or {})
+    counts = result.get("summary") or {name: result.get(name) for name in ("ticks", *backfills.COUNTED)}
+    key_values(f"backfill {result['status']}", counts)
+    if len(result.get("chain") or []) > 1:
+        out.print(f"chain of {len(result['chain'])} executions, the last {result['chain'][-1]}")
     if not result["failed_count"]:
         return
     out.print(f"{result['failed_count']} ticks did not succeed:")

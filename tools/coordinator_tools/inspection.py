@@ -319,6 +319,15 @@ def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, dict[str,
     return found
 
 
+def payload_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
+    """The state of each of `payload_ids` that has a row, read 100 at a time."""
+    found: dict[str, str] = {}
+    for offset in range(0, len(payload_ids), BATCH_GET):
+        rows = _batch_states(target, payload_ids[offset : offset + BATCH_GET])
+        found |= {payload_id: row["state"] for payload_id, row in rows.items()}
+    return found
+
+
 def plan_totals(plans: list[TickPlan]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for plan in plans:
