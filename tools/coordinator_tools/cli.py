@@ -581,6 +581,91 @@ def backfill_result(target: Target, backfill: backfills.Backfill) -> dict[str, A
     return result | failed_ticks(target, backfill.request)
 
 
+BackfillId = Annotated[
+    str, typer.Argument(help="The backfill's first execution: its name (as `backfill list` shows) or ARN")
+]
+
+
+@backfill_app.command("list")
+@global_options
+@one_line_errors
+def backfill_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the newest")] = 20,
+) -> None:
+    """Running and recent backfills, newest first; a continuation chain is one backfill."""
+    options: Options = ctx.obj
+    rows = [backfill.as_dict() for backfill in backfills.recent(options.target(), limit)]
+
+    def human() -> None:
+        table = Table(title=f"backfills ({len(rows)})", title_justify="left")
+        for column in ("name", "status", "workflow", "schedule", "span", "policy", "done", "failed", "chain"):
+            table.add_column(column)
+        for row in rows:
+            done = row["succeeded"] + row["failed"] + row["already_done"]
+            table.add_row(
+                row["name"],
+                shown_status(row["status"]),
+                row["workflow"],
+                f"{row['schedule']} {row['timezone']}",
+                f"{row['start']} .. {row['stop']}",
+                row["policy"],
+                f"{done}/{row['ticks']}",
+                str(row["failed"]),
+                str(len(row["chain"])),
+            )
+        out.print(table)
+
+    emit(options, rows, human)
+
+
+def shown_status(status: str) -> str:
+    """A stopped backfill says so: ABORTED is what Step Functions calls a cancel."""
+    return "CANCELLED" if status == "ABORTED" else status
+
+
+@backfill_app.command("status")
+@global_options
+@one_line_errors
+def backfill_status(ctx: typer.Context, backfill_id: BackfillId) -> None:
+    """Counts so far, the ticks that did not succeed (once it has ended), the chain followed."""
+    options: Options = ctx.obj
+    target = options.target()
+    result = backfill_result(target, backfills.load(target, backfill_id))
+    emit(options, result, lambda: show_backfill(result))
+
+
+@backfill_app.command("cancel")
+@global_options
+@one_line_errors
+def backfill_cancel(ctx: typer.Context, backfill_id: BackfillId) -> None:
+    """Stop a running backfill: no further tick starts; the ticks already sent run to their end
+    and are recorded (named as in flight); a continuation that started meanwhile is stopped too."""
+    options: Options = ctx.obj
+    target = options.target()
+    before = backfills.load(target, backfill_id)
+    backfill = backfills.cancel(target, backfill_id) if before.running else before
+    result = backfill_result(target, backfill) | {
+        "cancelled": before.running,
+        "in_flight": backfill.in_flight[: backfills.IN_FLIGHT_SHOWN],
+        "in_flight_count": len(backfill.in_flight),
+        "not_started": max(backfill.ticks - backfill.done - len(backfill.in_flight), 0),
+    }
+
+    def human() -> None:
+        if not result["cancelled"]:
+            out.print(f"backfill {result['name']} had already ended: {shown_status(result['status'])}")
+        show_backfill(result)
+        if result["cancelled"]:
+            out.print(f"not started: {result['not_started']}")
+            out.print(f"in flight, running to their end and recorded: {result['in_flight_count']}")
+            for tick in result["in_flight"]:
+                state = tick["state"] or "queued"
+                out.print(f"  {tick['payload_id']}  {state}", markup=False, highlight=False)
+
+    emit(options, result, human)
+
+
 FAILED_TICKS_SHOWN = 20
 
 
@@ -606,7 +691,7 @@ def failed_ticks(target: Target, request: dict[str, Any]) -> dict[str, Any]:
 
 def show_backfill(result: dict[str, Any]) -> None:
     counts = result.get("summary") or {name: result.get(name) for name in ("ticks", *backfills.COUNTED)}
-    key_values(f"backfill {result['status']}", counts)
+    key_values(f"backfill {shown_status(result['status'])}", counts)
     if len(result.get("chain") or []) > 1:
         out.print(f"chain of {len(result['chain'])} executions, the last {result['chain'][-1]}")
     if not result["failed_count"]:
