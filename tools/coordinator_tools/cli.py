@@ -472,6 +472,10 @@ def backfill_run(
         int,
         typer.Option("--pages-per-execution", min=1, help="Pages before it continues as a new execution"),
     ] = 20,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Its first execution's name, the backfill's id (default: random)"),
+    ] = None,
 ) -> None:
     """Start the backfill state machine and follow it, across its continuations, to its summary.
 
@@ -493,7 +497,7 @@ def backfill_run(
         "pages_per_execution": pages_per_execution,
     }
     count = inspection.tick_count(schedule=schedule, start=start, stop=stop, timezone=timezone)
-    execution = backfills.start(target, request, f"backfill-{workflow}-{uuid.uuid4().hex[:12]}")
+    execution = backfills.start(target, request, name or f"backfill-{workflow}-{uuid.uuid4().hex[:12]}")
     if not options.json:
         out.print(f"backfill of {count} ticks started: {execution}")
     tracker = backfills.Tracker.of(target, execution)
