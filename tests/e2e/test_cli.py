@@ -194,12 +194,15 @@ def test_backfill_run_follows_the_continuations_to_the_final_summary(cli: Any) -
         "2",
         "--pages-per-execution",
         "1",
+        "--name",
+        "bf-continued",
         "--timeout",
         "120",
     )
 
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
+    assert document["name"] == "bf-continued"
     assert document["summary"] == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
     assert len(document["chain"]) == 3
     assert document["chain"][0] == document["id"] == document["execution_arn"]
