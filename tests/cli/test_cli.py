@@ -486,3 +486,46 @@ def test_status_of_an_unknown_backfill_exits_not_found(offline: dict[str, Any], 
 
     assert result.exit_code == ExitCode.NOT_FOUND, result.output
     assert result.output.strip() == f"error: no backfill {unknown!r}"
+
+
+class History:
+    """A Step Functions client answering one running execution's history, oldest first
+    whatever `reverseOrder` says, as moto does; `events` grows between polls."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = [{"id": 1, "type": "ExecutionStarted"}]
+        self.described = {
+            "executionArn": "arn:aws:states:us-east-1:123456789012:execution:coordinator-dev-backfill:bf-1",
+            "input": json.dumps({"workflow": "ingest", "schedule": "0 1 * * *", "totals": {"succeeded": 5}}),
+            "status": "RUNNING",
+            "startDate": datetime(2026, 1, 1, tzinfo=UTC),
+        }
+
+    def tick(self, outcome: str) -> None:
+        exited = {"type": "PassStateExited", "stateExitedEventDetails": {"name": outcome}}
+        self.events.append({"id": len(self.events) + 1, **exited})
+
+    def client(self, _service: str) -> History:
+        return self
+
+    def describe_execution(self, **_: Any) -> dict[str, Any]:
+        return self.described
+
+    def get_paginator(self, _operation: str) -> History:
+        return self
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"events": list(self.events)}]
+
+
+def test_backfill_progress_counts_each_tick_once_across_polls_whatever_order_the_history_comes_in() -> None:
+    history = History()
+    tracker = backfills.Tracker(history, history.described)  # type: ignore[arg-type]
+    history.tick("TickSucceeded")
+    first = tracker.poll()
+    history.tick("TickFailed")
+    history.tick("TickAlreadyDone")
+    second = tracker.poll()
+
+    assert first.counts == {"succeeded": 6, "failed": 0, "already_done": 0}
+    assert second.counts == {"succeeded": 6, "failed": 1, "already_done": 1}

@@ -175,20 +175,20 @@ class Tracker:
         )
 
     def _new_events(self, arn: str) -> list[dict[str, Any]]:
-        """The events after the last one seen, oldest first: read newest first, up to it."""
+        """The events after the last one seen, oldest first. Read newest first (`reverseOrder`),
+        the reading stops at the first page reaching an event seen before; a service that
+        answers oldest first anyway (moto does) is read whole, and the new events kept."""
         fresh: list[dict[str, Any]] = []
         paginator = self.sfn.get_paginator("get_execution_history")
         for page in paginator.paginate(executionArn=arn, reverseOrder=True, includeExecutionData=True):
-            for event in page["events"]:
-                if event["id"] <= self._seen_event:
-                    return self._seen(fresh)
-                fresh.append(event)
-        return self._seen(fresh)
-
-    def _seen(self, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            ids = [event["id"] for event in page["events"]]
+            fresh.extend(event for event in page["events"] if event["id"] > self._seen_event)
+            if ids and min(ids) <= self._seen_event and ids == sorted(ids, reverse=True):
+                break
+        fresh.sort(key=lambda event: event["id"])
         if fresh:
-            self._seen_event = max(event["id"] for event in fresh)
-        return list(reversed(fresh))
+            self._seen_event = fresh[-1]["id"]
+        return fresh
 
 
 def _output(described: dict[str, Any]) -> dict[str, Any]:
