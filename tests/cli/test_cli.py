@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ from coordinator.messages import parse_process_message
 from coordinator.process import process_request
 from coordinator.settle import settle
 from coordinator.states import State
-from coordinator_tools import inspection
-from coordinator_tools.cli import Options, app, failed_ticks, show_backfill
+from coordinator_tools import backfills, inspection
+from coordinator_tools import cli as cli_module
+from coordinator_tools.cli import BackfillProgress, Options, app, failed_ticks, show_backfill
 from coordinator_tools.target import ExitCode
 from tests.conftest import REGION
 from tests.support.factories import callback, request
@@ -429,3 +431,101 @@ def test_failed_ticks_of_a_backfill_are_named_up_to_twenty_with_the_count(
         *(f"  ingest/{tick}  FAILED" for tick in ticks[:20]),
         "  and 2 more",
     ]
+
+
+def a_backfill(status: str = "RUNNING", **counts: int) -> backfills.Backfill:
+    arn = "arn:aws:states:us-east-1:123456789012:execution:coordinator-dev-backfill:bf-1"
+    span = dict(zip(("schedule", "start", "stop"), ONE_DAY[1::2], strict=True))
+    return backfills.Backfill(
+        id=arn,
+        request={"workflow": "ingest", **span},
+        chain=[arn],
+        status=status,
+        started=datetime(2026, 1, 1, tzinfo=UTC),
+        stopped=None,
+        counts={"succeeded": 0, "failed": 0, "already_done": 0} | counts,
+    )
+
+
+def test_the_backfill_progress_shows_ticks_done_of_all_failed_and_already_done() -> None:
+    progress = BackfillProgress(count=10)
+
+    progress.show(a_backfill(succeeded=3, failed=1, already_done=2))
+
+    [task] = progress.progress.tasks
+    assert (task.completed, task.total) == (6, 10)
+    assert (task.fields["failed"], task.fields["already_done"]) == (1, 2)
+
+
+def test_ctrl_c_while_following_a_backfill_detaches_and_says_how_to_follow_or_cancel_it(
+    offline: dict[str, Any], cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backfill = a_backfill()
+    monkeypatch.setattr(backfills, "start", lambda *_: backfill.id)
+    monkeypatch.setattr(backfills.Tracker, "of", lambda *_: None)
+
+    def interrupted(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module.backfill, "follow_backfill", interrupted)
+
+    result = cli("backfill", "run", "ingest", *ONE_DAY)
+
+    assert result.exit_code == ExitCode.STILL_RUNNING, result.output
+    assert result.output.splitlines()[-3:] == [
+        "detached: backfill bf-1 goes on.",
+        "  follow it: coordinator backfill status bf-1",
+        "  cancel it: coordinator backfill cancel bf-1",
+    ]
+
+
+def test_status_of_an_unknown_backfill_exits_not_found(offline: dict[str, Any], cli: Any) -> None:
+    unknown = "arn:aws:states:us-east-1:123456789012:execution:coordinator-dev-backfill:nobody"
+
+    result = cli("backfill", "status", unknown)
+
+    assert result.exit_code == ExitCode.NOT_FOUND, result.output
+    assert result.output.strip() == f"error: no backfill {unknown!r}"
+
+
+class History:
+    """A Step Functions client answering one running execution's history, oldest first
+    whatever `reverseOrder` says, as moto does; `events` grows between polls."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = [{"id": 1, "type": "ExecutionStarted"}]
+        self.described = {
+            "executionArn": "arn:aws:states:us-east-1:123456789012:execution:coordinator-dev-backfill:bf-1",
+            "input": json.dumps({"workflow": "ingest", "schedule": "0 1 * * *", "totals": {"succeeded": 5}}),
+            "status": "RUNNING",
+            "startDate": datetime(2026, 1, 1, tzinfo=UTC),
+        }
+
+    def tick(self, outcome: str) -> None:
+        exited = {"type": "PassStateExited", "stateExitedEventDetails": {"name": outcome}}
+        self.events.append({"id": len(self.events) + 1, **exited})
+
+    def client(self, _service: str) -> History:
+        return self
+
+    def describe_execution(self, **_: Any) -> dict[str, Any]:
+        return self.described
+
+    def get_paginator(self, _operation: str) -> History:
+        return self
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"events": list(self.events)}]
+
+
+def test_backfill_progress_counts_each_tick_once_across_polls_whatever_order_the_history_comes_in() -> None:
+    history = History()
+    tracker = backfills.Tracker(history, history.described)  # type: ignore[arg-type]
+    history.tick("TickSucceeded")
+    first = tracker.poll()
+    history.tick("TickFailed")
+    history.tick("TickAlreadyDone")
+    second = tracker.poll()
+
+    assert first.counts == {"succeeded": 6, "failed": 0, "already_done": 0}
+    assert second.counts == {"succeeded": 6, "failed": 1, "already_done": 1}

@@ -176,3 +176,132 @@ def test_backfill_run_with_failed_ticks_exits_not_succeeded_and_names_them(cli: 
         {"tick": tick, "payload_id": f"example-target/{tick}", "state": "FAILED"}
         for tick in ("2023-05-01T01:00:00Z", "2023-05-02T01:00:00Z")
     ]
+
+
+def test_backfill_run_follows_the_continuations_to_the_final_summary(cli: Any) -> None:
+    # 5 hourly ticks, 2 a page, 1 page an execution: a chain of 3 executions.
+    result = cli(
+        "backfill",
+        "run",
+        "example-target",
+        "--schedule",
+        "0 * * * *",
+        "--start",
+        "2023-06-01T00:00:00Z",
+        "--stop",
+        "2023-06-01T05:00:00Z",
+        "--page-size",
+        "2",
+        "--pages-per-execution",
+        "1",
+        "--name",
+        "bf-continued",
+        "--timeout",
+        "120",
+    )
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["name"] == "bf-continued"
+    assert document["summary"] == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
+    assert len(document["chain"]) == 3
+    assert document["chain"][0] == document["id"] == document["execution_arn"]
+    assert (document["status"], document["failed_count"]) == ("SUCCEEDED", 0)
+
+
+def document_of(result: Any) -> Any:
+    """The CLI's --json document: the in-process Lambdas of the stack print their metrics
+    lines to the same stdout while a command runs, each one line; the document is indented."""
+    lines = result.output.splitlines()
+    start = next(index for index, line in enumerate(lines) if line in ("{", "["))
+    end = next(index for index in range(len(lines) - 1, -1, -1) if lines[index] in ("}", "]"))
+    return json.loads("\n".join(lines[start : end + 1]))
+
+
+def wait_until(condition: Any, what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"not {what} after {timeout}s"
+        time.sleep(0.1)
+    return found
+
+
+def slow_backfill(stack: OfflineStack, name: str, start: str, stop: str, **options: Any) -> str:
+    """A backfill of hourly example-target ticks that each wait, started as `backfill run` does."""
+    request = {
+        "workflow": "example-target",
+        "input": {"wait_seconds": 3},
+        "start": start,
+        "stop": stop,
+        "schedule": "0 * * * *",
+        **options,
+    }
+    return stack.start_execution(stack.outputs["BackfillStateMachineArn"], request, name=name)
+
+
+def test_backfill_cancel_stops_new_ticks_lets_the_sent_ones_finish_and_status_and_list_say_so(
+    cli: Any, stack: OfflineStack
+) -> None:
+    ticks = [f"2023-07-01T0{hour}:00:00Z" for hour in range(6)]
+    first = slow_backfill(
+        stack, "bf-cancel", "2023-07-01T00:00:00Z", "2023-07-01T06:00:00Z", max_concurrency=2
+    )
+    wait_until(
+        lambda: all(stack.payload_state(f"example-target/{t}") for t in ticks[:2]), "two ticks claimed"
+    )
+    running = document_of(cli("backfill", "status", "bf-cancel"))
+
+    cancelled = cli("backfill", "cancel", "bf-cancel")
+
+    assert running["status"] == "RUNNING"
+    assert cancelled.exit_code == 0, cancelled.output
+    document = document_of(cancelled)
+    assert (document["cancelled"], document["status"], document["chain"]) == (True, "ABORTED", [first])
+    assert [tick["tick"] for tick in document["in_flight"]] == ticks[:2]
+    assert (document["in_flight_count"], document["not_started"]) == (2, 4)
+    # The ticks already sent run to their end in the coordinator, recorded in the table.
+    assert [stack.wait_for_payload(f"example-target/{t}")["state"] for t in ticks[:2]] == ["SUCCEEDED"] * 2
+    assert [stack.payload_state(f"example-target/{t}") for t in ticks[2:]] == [None] * 4
+    status = document_of(cli("backfill", "status", first))
+    assert (status["id"], status["status"], status["workflow"]) == (first, "ABORTED", "example-target")
+    listed = {row["id"]: row for row in document_of(cli("backfill", "list"))}
+    assert (listed[first]["status"], listed[first]["ticks"], listed[first]["chain"]) == (
+        "ABORTED",
+        6,
+        [first],
+    )
+    again = document_of(cli("backfill", "cancel", "bf-cancel"))
+    assert (again["cancelled"], again["status"]) == (False, "ABORTED")
+
+
+def test_backfill_cancel_of_a_continued_backfill_stops_the_newest_execution_of_its_chain(
+    cli: Any, stack: OfflineStack
+) -> None:
+    first = slow_backfill(
+        stack,
+        "bf-chain",
+        "2023-07-02T00:00:00Z",
+        "2023-07-02T06:00:00Z",
+        page_size=1,
+        pages_per_execution=1,
+        input={"wait_seconds": 1},
+    )
+    wait_until(
+        lambda: len(document_of(cli("backfill", "status", "bf-chain"))["chain"]) >= 3,
+        "continued twice",
+    )
+
+    document = document_of(cli("backfill", "cancel", "bf-chain"))
+
+    assert (document["cancelled"], document["status"], document["id"]) == (True, "ABORTED", first)
+    assert len(document["chain"]) >= 3
+    described = [
+        stack.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+        for arn in document["chain"]
+    ]
+    assert described == ["SUCCEEDED"] * (len(described) - 1) + ["ABORTED"]
+    # The totals the stopped execution carried in count the earlier executions' ticks.
+    assert document["succeeded"] >= len(described) - 1
+    listed = {row["id"]: row for row in document_of(cli("backfill", "list"))}
+    assert listed[first]["chain"] == document["chain"]
+    assert all(arn not in listed for arn in document["chain"][1:])

@@ -835,3 +835,59 @@ def test_moto_cannot_redrive_and_describes_no_redrive_fields_without_the_patch(e
     with pytest.raises(NotImplementedError, match="redrive_execution"):
         job.stepfunctions.redrive_execution(executionArn=execution_arn)
     assert "redriveCount" not in job.stepfunctions.describe_execution(executionArn=execution_arn)
+
+
+def a_map_waiting_on_a_token(stepfunctions: Any) -> tuple[str, str]:
+    """An execution whose Map iteration waits on a task token: (execution ARN, token)."""
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="map-tokens")["QueueUrl"]
+    waits = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": waits, "End": True},
+        },
+    }
+    machine = stepfunctions.create_state_machine(
+        name="map-waits", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    arn = stepfunctions.start_execution(stateMachineArn=machine, name="m1", input='{"items": [1]}')[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + HANG_GUARD
+    while not (received := sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages")):
+        assert time.monotonic() < deadline, story_of(stepfunctions, arn)
+    return arn, json.loads(received[0]["Body"])["token"]
+
+
+def test_stop_execution_aborts_an_execution_waiting_on_a_token_at_once_with_the_patch(
+    stepfunctions: Any,
+) -> None:
+    with moto_patches.patched():
+        arn, token = a_map_waiting_on_a_token(stepfunctions)
+        stepfunctions.stop_execution(executionArn=arn)
+        ended = wait_for_end(stepfunctions, arn)
+        # A closed token, as the coordinator's rejection treats it (AWS says TaskTimedOut).
+        with pytest.raises(ClientError, match=r"InvalidToken|TaskTimedOut"):
+            stepfunctions.send_task_success(taskToken=token, output="{}")
+    assert ended["status"] == "ABORTED", story_of(stepfunctions, arn)
+
+
+def test_moto_keeps_a_stopped_execution_running_until_its_token_is_answered_without_the_patch(
+    stepfunctions: Any,
+) -> None:
+    arn, token = a_map_waiting_on_a_token(stepfunctions)
+    stepfunctions.stop_execution(executionArn=arn)
+    still = stepfunctions.describe_execution(executionArn=arn)["status"]
+    stepfunctions.send_task_success(taskToken=token, output="{}")
+    assert (still, wait_for_end(stepfunctions, arn)["status"]) == ("RUNNING", "FAILED")

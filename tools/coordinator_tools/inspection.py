@@ -3,24 +3,20 @@ and what a backfill would do. Reads the table directly, in the protocol's own te
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from coordinator.identity import METADATA_KEY, format_utc, scheduled_payload_id
-from coordinator.messages import parse_process_message
+from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.schedule import RangeRequest, ticks
-from coordinator.states import FINAL, REDRIVABLE, RETRYABLE, InvalidCause, Rerun, State
+from coordinator.states import FINAL, RETRYABLE, InvalidCause, State
 from coordinator.table import (
     BY_PENDING,
     BY_WAITER,
     STATE_KEY,
     WAITER_PREFIX,
-    PayloadState,
     from_item,
-    identity_conflict,
     pending_shards,
 )
 from coordinator_tools.target import ExitCode, Target
@@ -36,7 +32,7 @@ def console_link(region: str, execution_arn: str) -> str:
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
-def _state_row(target: Target, payload_id: str) -> dict[str, Any]:
+def state_row(target: Target, payload_id: str) -> dict[str, Any]:
     """The payload's STATE row, read consistently; an unknown id is `NotFound`."""
     item = (
         target.client("dynamodb")
@@ -53,7 +49,7 @@ def _state_row(target: Target, payload_id: str) -> dict[str, Any]:
 
 
 def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
-    row = _state_row(target, payload_id)
+    row = state_row(target, payload_id)
     status = {
         name: row.get(name)
         for name in (
@@ -321,79 +317,20 @@ def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, dict[str,
     return found
 
 
+def payload_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
+    """The state of each of `payload_ids` that has a row, read 100 at a time."""
+    found: dict[str, str] = {}
+    for offset in range(0, len(payload_ids), BATCH_GET):
+        rows = _batch_states(target, payload_ids[offset : offset + BATCH_GET])
+        found |= {payload_id: row["state"] for payload_id, row in rows.items()}
+    return found
+
+
 def plan_totals(plans: list[TickPlan]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for plan in plans:
         totals[plan.action] = totals.get(plan.action, 0) + 1
     return totals
-
-
-def submission(body: dict[str, Any]) -> str:
-    """The payload id a message will have: known before it is sent (ids are deterministic)."""
-    return parse_process_message(json.dumps(body), max_bytes=1 << 20).payload_id
-
-
-def check_submission(target: Target, body: dict[str, Any]) -> None:
-    """Refuse here what process would refuse (`identity_conflict`), before anything is sent."""
-    request = parse_process_message(json.dumps(body), max_bytes=1 << 20)
-    try:
-        current = PayloadState.from_row(_state_row(target, request.payload_id))
-    except NotFound:
-        return
-    if refusal := identity_conflict(request, current):
-        raise ValueError(refusal)
-
-
-def send(target: Target, body: dict[str, Any]) -> str:
-    response = target.client("sqs").send_message(
-        QueueUrl=target.output("ProcessQueueUrl"), MessageBody=json.dumps(body)
-    )
-    return str(response["MessageId"])
-
-
-def rerun_message(target: Target, payload_id: str) -> dict[str, Any]:
-    """A message re-running a payload as it was, as a new attempt (`replace`)."""
-    row = _state_row(target, payload_id)
-    return {"workflow": row["workflow"], "id": payload_id, "input": _payload_input(row), "replace": True}
-
-
-class NotRedrivable(Exception):
-    """A payload whose execution Step Functions would not redrive, with the reason."""
-
-
-def redrive_message(target: Target, payload_id: str) -> dict[str, Any]:
-    """A message redriving a payload's failed execution from the state that failed.
-
-    Checked here first, so the CLI answers at once with the reason rather than leaving it to
-    the dead-letter queue: only a FAILED, ABORTED or TIMED_OUT payload has an execution to
-    redrive, and Step Functions says whether it would (`redriveStatus`, with its reason).
-    """
-    row = _state_row(target, payload_id)
-    state = State(row["state"])
-    if state not in REDRIVABLE:
-        why = "it never ran" if state is State.INVALID else f"it is {state}"
-        raise NotRedrivable(
-            f"{payload_id} cannot be redriven: {why}; `coordinator rerun {payload_id}` runs it again"
-        )
-    described = target.client("stepfunctions").describe_execution(executionArn=row["execution_arn"])
-    if described.get("redriveStatus") == "NOT_REDRIVABLE":
-        reason = described.get("redriveStatusReason") or "Step Functions would not redrive it"
-        raise NotRedrivable(
-            f"{payload_id} cannot be redriven: {reason}; "
-            f"`coordinator rerun {payload_id}` starts a new attempt"
-        )
-    return {
-        "workflow": row["workflow"],
-        "id": payload_id,
-        "input": _payload_input(row),
-        "rerun": str(Rerun.REDRIVE),
-    }
-
-
-def _payload_input(row: dict[str, Any]) -> dict[str, Any]:
-    execution_input: dict[str, Any] = json.loads(row.get("input") or "{}")
-    execution_input.pop(METADATA_KEY, None)
-    return execution_input
 
 
 def as_dicts(plans: list[TickPlan]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coordinator_tools.local.moto_patches.patch import Patch
@@ -181,13 +181,64 @@ def _sfn_task_response_in_pascal_case(original: Callable[..., Any]) -> Callable[
     return normalise_response
 
 
+# ---------------------------------------------------------------------------------------------
+# Defect: StopExecution does not stop an execution waiting on a task token.
+# Wraps moto.stepfunctions.parser.asl.component.state.exec.state_task.service.
+# state_task_service_callback.StateTaskServiceCallback._eval_wait_for_task_token and
+# moto.stepfunctions.parser.asl.eval.environment.Environment.set_error.
+# A `.waitForTaskToken` task (the backfill's RunTick) blocks on its callback for the task's
+# whole timeout (a day) and does not look at the execution's state: after StopExecution the
+# execution stays RUNNING until every token is answered, and then ends FAILED, because the
+# error the aborted Map raises overwrites the stop. AWS ends it at once, ABORTED, and a token of
+# it answered later is a closed token (TaskTimedOut; moto answers InvalidToken, closed too).
+# (moto's StopExecution still drops the error and cause.)
+# The patch waits for the callback in short slices while the execution runs, and keeps a stop
+# from being overwritten by an error raised while it unwinds.
+# ---------------------------------------------------------------------------------------------
+_STOP_CHECK_SECONDS = 0.1
+
+
+def _wait_for_task_token_until_stopped(original: Callable[..., Any]) -> Callable[..., Any]:
+    def eval_wait_for_task_token(
+        self: Any, env: Any, timeout_seconds: int, callback_endpoint: Any, heartbeat_endpoint: Any
+    ) -> Any:
+        if heartbeat_endpoint is not None:
+            return original(self, env, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeTimedOut
+
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout_seconds)
+        while env.is_running() and (left := (deadline - datetime.now(UTC)).total_seconds()) > 0:
+            outcome = callback_endpoint.wait(timeout=min(left, _STOP_CHECK_SECONDS))
+            if outcome is not None:
+                return outcome
+        return CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+
+    return eval_wait_for_task_token
+
+
+def _error_keeps_a_stop(original: Callable[..., Any]) -> Callable[..., Any]:
+    def set_error(self: Any, error: Any) -> None:
+        from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+
+        if isinstance(self.program_state(), ProgramStopped):
+            return
+        original(self, error)
+
+    return set_error
+
+
 def patches() -> list[Patch]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
         StateTaskServiceSfn,
     )
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
 
+    callback_task = state_task_service_callback.StateTaskServiceCallback
     return [
         Patch(StepFunctionResponse, "send_task_failure", _send_task_failure_with_cause),
         Patch(
@@ -210,4 +261,10 @@ def patches() -> list[Patch]:
             "_normalise_response",
             _sfn_task_response_in_pascal_case(StateTaskServiceSfn._normalise_response),
         ),
+        Patch(
+            callback_task,
+            "_eval_wait_for_task_token",
+            _wait_for_task_token_until_stopped(callback_task._eval_wait_for_task_token),
+        ),
+        Patch(Environment, "set_error", _error_keeps_a_stop(Environment.set_error)),
     ]
