@@ -11,6 +11,7 @@ import io
 import json
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,7 +64,9 @@ def story_of(stepfunctions: Any, execution_arn: str) -> str:
 def waiting_executions(count: int) -> tuple[Any, list[str], list[str]]:
     """`count` executions parked on task tokens: (client, execution ARNs, tokens, in start order)."""
     sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="tokens")["QueueUrl"]
+    # A queue of its own: an execution of an earlier test, still running on its worker thread
+    # after that test's moto was torn down, may yet send a token to a queue of the same name.
+    queue_url = sqs.create_queue(QueueName=f"tokens-{uuid.uuid4().hex[:12]}")["QueueUrl"]
     stepfunctions = boto3.client("stepfunctions")
     definition = {
         "StartAt": "Wait",
@@ -684,7 +687,9 @@ class TwoStepJob:
 
     def __init__(self) -> None:
         self.sqs = boto3.client("sqs")
-        self.queue_url = self.sqs.create_queue(QueueName="work")["QueueUrl"]
+        # Its own queue: see `waiting_executions` (an earlier test's redriven run, still on its
+        # worker thread, sent its Work token to the next test's "work" queue: InvalidToken).
+        self.queue_url = self.sqs.create_queue(QueueName=f"work-{uuid.uuid4().hex[:12]}")["QueueUrl"]
         self.stepfunctions = boto3.client("stepfunctions")
         definition = {
             "StartAt": "Prepare",
@@ -840,7 +845,9 @@ def test_moto_cannot_redrive_and_describes_no_redrive_fields_without_the_patch(e
 def a_map_waiting_on_a_token(stepfunctions: Any) -> tuple[str, str]:
     """An execution whose Map iteration waits on a task token: (execution ARN, token)."""
     sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="map-tokens")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=f"map-tokens-{uuid.uuid4().hex[:12]}")[
+        "QueueUrl"
+    ]  # see waiting_executions
     waits = {
         "StartAt": "Wait",
         "States": {
