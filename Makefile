@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test unit lint lint-python demo bench load clean build lint-template fuzz
+.PHONY: venv test unit lint lint-python demo bench load clean build lint-template fuzz flake-hunt
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_MODEL_EXAMPLES=$(FUZZ_MODEL_EXAMPLES) $(BIN)/pytest -p no:logging -q \
 		--hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics \
 		tests/reliability/test_fuzz.py tests/reliability/test_model.py
+
+## flake-hunt: the whole suite RUNS times in a row (default 20) beside a CPU hog, a line per run
+flake-hunt: $(STAMP)
+	RUNS=$(or $(RUNS),20) tools/flake-hunt
 
 lint-python: $(STAMP)
 	$(BIN)/ruff check .
