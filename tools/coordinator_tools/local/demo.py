@@ -8,6 +8,9 @@ Four stories, each checked, in well under a minute:
 3. A 3-day daily backfill starts 3 executions; the same backfill again starts none and reports
    3 already done.
 4. A dependency cycle is failed at once with `DependencyCycle`.
+5. A dependency whose second state fails is redriven: the same execution resumes from the
+   failed state, a waiter registered during the redrive resumes with success, and the first
+   waiter keeps the failure it was told.
 
 The timeline interleaves what the demo does with the status changes the offline EventBridge
 delivers to update-state. Exit status 1 names every expectation that did not hold.
@@ -84,6 +87,7 @@ def run(stack: OfflineStack, timeline: Timeline) -> None:
         failed_dependency_fails_its_waiter,
         backfill_twice,
         cycle_fails_at_once,
+        redrive_resumes_the_failed_state,
     ]
     for story in stories:
         try:
@@ -209,6 +213,83 @@ def cycle_fails_at_once(stack: OfflineStack, timeline: Timeline) -> None:
         opener.get("error") == "DependencyFailed",
         f"cycle-x, whose dependency failed, FAILED with {opener.get('error')}",
     )
+
+
+FLAKY = "flaky-step"
+
+
+def redrive_resumes_the_failed_state(stack: OfflineStack, timeline: Timeline) -> None:
+    timeline.section("a redrive: the failed state runs again, in the same execution")
+    sqs, sfn = stack.client("sqs"), stack.client("stepfunctions")
+    work = sqs.create_queue(QueueName="demo-flaky-step-work")["QueueUrl"]
+    definition = {
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": {"Type": "Pass", "Result": "ready", "ResultPath": "$.prepared", "Next": "Work"},
+            "Work": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": work, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            },
+        },
+    }
+    sfn.create_state_machine(
+        name=stack.outputs["WorkflowPrefix"] + FLAKY,
+        definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{stack.account_id}:role/demo-flaky-step",
+    )
+    timeline.note(f"{FLAKY}: Prepare passes, Work waits for the demo to say how it went")
+
+    def waiter(payload_id: str) -> dict[str, Any]:
+        return {
+            "workflow": "example-waiter",
+            "id": payload_id,
+            "input": {"dependencies": [{"workflow": FLAKY, "id": "dep-flaky"}]},
+        }
+
+    stack.submit(waiter("first-waiter"))
+    sfn.send_task_failure(taskToken=_next_token(sqs, work), error="UpstreamDown", cause="the source was late")
+    first = stack.wait_for_payload("first-waiter", timeout=30)
+    failed = stack.wait_for_payload("dep-flaky")
+    timeline.expect(
+        first.get("error") == "DependencyFailed",
+        f"dep-flaky FAILED in Work; first-waiter FAILED with {first.get('error')}",
+    )
+    sfn.redrive_execution(executionArn=failed["execution_arn"])
+    timeline.note("dep-flaky's execution redriven (as the console's Redrive button does)")
+    _wait_for_state(stack, "dep-flaky", {"PROCESSING"})
+    stack.submit(waiter("second-waiter"))
+    timeline.note("second-waiter submitted during the redrive: it waits for the redriven run")
+    token = _next_token(sqs, work)
+    _wait_for_state(stack, "second-waiter", {"PROCESSING"})
+    sfn.send_task_success(taskToken=token, output='{"rows": 42}')
+    second = stack.wait_for_payload("second-waiter", timeout=30)
+    redriven = stack.wait_for_payload("dep-flaky")
+    timeline.expect(second["state"] == "SUCCEEDED", f"second-waiter SUCCEEDED (got {second['state']})")
+    timeline.expect(
+        redriven["state"] == "SUCCEEDED"
+        and redriven["execution_arn"] == failed["execution_arn"]
+        and int(redriven.get("redrive_count", 0)) == 1
+        and len(stack.executions(FLAKY)) == 1,
+        "dep-flaky SUCCEEDED in the same execution (redrive count 1), and no second execution exists",
+    )
+    history = sfn.get_execution_history(executionArn=failed["execution_arn"])["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    timeline.expect(entered == ["Prepare", "Work", "Work"], f"states entered: {entered} (Prepare ran once)")
+    timeline.expect(
+        (stack.payload_state("first-waiter") or {}).get("error") == "DependencyFailed",
+        "first-waiter keeps the failure it was told (its token was closed)",
+    )
+
+
+def _next_token(sqs: Any, queue_url: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            return str(json.loads(message["Body"])["token"])
+    raise StackTimeout(f"no task token on {queue_url} after {timeout}s")
 
 
 def _wait_for_state(stack: OfflineStack, payload_id: str, states: set[str], timeout: float = 10.0) -> None:
