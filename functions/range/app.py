@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from coordinator.observability import logger, metrics, tracer
+from coordinator.observability import Metric, logger, metrics, tracer
 from coordinator.schedule import RangeRequest, range_page
 
 
@@ -29,5 +29,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         count=page.count,
         has_next=page.next is not None,
     )
-    metrics.add_metric(name="RangeTicks", unit=MetricUnit.Count, value=page.count)
+    metrics.add_metric(name=Metric.RANGE_TICKS, unit=MetricUnit.Count, value=page.count)
     return page.model_dump()

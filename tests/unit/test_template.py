@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from coordinator.observability import Metric
 from tests.support.template import (
     function_environment,
     load_template,
@@ -287,3 +288,16 @@ def test_live_schedule_stamps_each_tick_with_its_scheduled_time() -> None:
     assert message["workflow"] == "example-target"
     assert _arn_target(target["DeadLetterConfig"]["Arn"]) == "ScheduleDeadLetterQueue"
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_every_alarm_on_a_coordinator_metric_watches_one_the_code_publishes() -> None:
+    """The alarms' metric names are a contract with the code (`coordinator.observability.Metric`):
+    a metric renamed in one place only would leave an alarm that never fires."""
+    watched = {
+        body["Properties"]["MetricName"]
+        for body in resources("AWS::CloudWatch::Alarm").values()
+        if "CallbackCoordinator" in json.dumps(body["Properties"].get("Namespace", ""))
+    }
+
+    assert watched == {Metric.OLDEST_CLAIM_SECONDS, Metric.OLDEST_WAITING_SECONDS}
+    assert watched <= {str(metric) for metric in Metric}

@@ -22,7 +22,3 @@ class InvalidMessage(CoordinatorError):
         super().__init__(reason)
         self.reason = reason
         self.token = token
-
-
-class UnknownExecution(CoordinatorError):
-    """A status change for an execution the coordinator did not start (no payload id in input)."""

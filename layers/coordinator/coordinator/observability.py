@@ -1,9 +1,30 @@
-"""The one Logger, Tracer and Metrics of every handler (service name and namespace from env)."""
+"""The one Logger, Tracer and Metrics of every handler (service name and namespace from env),
+and the names of the metrics they publish."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+
+
+class Metric(StrEnum):
+    """Every metric the coordinator publishes. `OldestClaimSeconds` and `OldestWaitingSeconds`
+    are a contract with template.yaml, whose alarms watch them (tests/unit/test_template.py)."""
+
+    CYCLES_REFUSED = "CyclesRefused"
+    EXECUTIONS_REDRIVEN = "ExecutionsRedriven"
+    EXECUTIONS_STARTED = "ExecutionsStarted"
+    INVALID_MESSAGES = "InvalidMessages"
+    OLDEST_CLAIM_SECONDS = "OldestClaimSeconds"
+    OLDEST_WAITING_SECONDS = "OldestWaitingSeconds"
+    PAYLOADS_CLAIMED = "PayloadsClaimed"
+    RANGE_TICKS = "RangeTicks"
+    RECONCILE_REPAIRS = "ReconcileRepairs"
+    REDRIVES_REFUSED = "RedrivesRefused"
+    WAITERS_REGISTERED = "WaitersRegistered"
+    WAITERS_RESOLVED = "WaitersResolved"

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 from coordinator.cycles import find_cycle
 from coordinator.errors import InvalidMessage
 from coordinator.identity import state_machine_arn, state_machine_of, token_key
-from coordinator.observability import logger, metrics
+from coordinator.observability import Metric, logger, metrics
 from coordinator.redrive import follow_redrive, resume_redrive, send_redrive
 from coordinator.services import Services
 from coordinator.settle import settle
@@ -113,7 +113,7 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
                 state=WaiterState.CYCLE,
                 cause=json.dumps({"payload_id": request.payload_id, "cycle": cycle}),
             )
-            metrics.add_metric(name="CyclesRefused", unit="Count", value=1)
+            metrics.add_metric(name=Metric.CYCLES_REFUSED, unit="Count", value=1)
             logger.warning("cycle refused", payload_id=request.payload_id, cycle=" -> ".join(cycle))
             return Processed.CYCLE
         if (
@@ -122,7 +122,7 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
             )
             is None
         ):
-            metrics.add_metric(name="WaitersRegistered", unit="Count", value=1)
+            metrics.add_metric(name=Metric.WAITERS_REGISTERED, unit="Count", value=1)
             logger.info(
                 "waiter registered",
                 payload_id=request.payload_id,
@@ -139,7 +139,7 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
     if claim.refusal is not None:
         refuse(services, request, claim.refusal, execution_arn=current.execution_arn)
     if claim.claimed:
-        metrics.add_metric(name="PayloadsClaimed", unit="Count", value=1)
+        metrics.add_metric(name=Metric.PAYLOADS_CLAIMED, unit="Count", value=1)
         if current.is_redrive_claim:
             send_redrive(services, current)
             return Processed.REDRIVEN
@@ -276,7 +276,7 @@ def start_attempt(services: Services, claimed: PayloadState) -> None:
                 f"workflow {claimed.workflow!r} cannot be started: {code}: {message}"
             ) from error
         raise
-    metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    metrics.add_metric(name=Metric.EXECUTIONS_STARTED, unit="Count", value=1)
     logger.info(
         "execution started",
         payload_id=claimed.payload_id,

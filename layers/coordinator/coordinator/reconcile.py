@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from coordinator.errors import CoordinatorError
-from coordinator.observability import logger, metrics
+from coordinator.observability import Metric, logger, metrics
 from coordinator.process import start_attempt
 from coordinator.redrive import apply_described, describe, redrive_count_of, send_redrive
 from coordinator.services import Services
@@ -88,11 +88,13 @@ def reconcile(services: Services) -> ReconcileReport:
                 logger.warning(
                     "reconcile row failed", payload_id=row["payload_id"], sk=row["sk"], error=str(error)
                 )
-    metrics.add_metric(name="OldestWaitingSeconds", unit="Seconds", value=report.oldest_waiting_seconds)
-    metrics.add_metric(name="OldestClaimSeconds", unit="Seconds", value=report.oldest_claim_seconds)
+    metrics.add_metric(
+        name=Metric.OLDEST_WAITING_SECONDS, unit="Seconds", value=report.oldest_waiting_seconds
+    )
+    metrics.add_metric(name=Metric.OLDEST_CLAIM_SECONDS, unit="Seconds", value=report.oldest_claim_seconds)
     repairs = report.restarted + report.settled + report.waiters_moved
     if repairs:
-        metrics.add_metric(name="ReconcileRepairs", unit="Count", value=repairs)
+        metrics.add_metric(name=Metric.RECONCILE_REPAIRS, unit="Count", value=repairs)
     logger.info(
         "reconcile run", **{k: v for k, v in vars(report).items() if k != "errors"}, errors=len(report.errors)
     )

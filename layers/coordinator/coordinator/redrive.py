@@ -42,7 +42,7 @@ from botocore.exceptions import ClientError
 
 from coordinator.errors import InvalidMessage
 from coordinator.identity import redrive_client_token
-from coordinator.observability import logger, metrics
+from coordinator.observability import Metric, logger, metrics
 from coordinator.services import Services
 from coordinator.settle import Settlement, settle
 from coordinator.states import REDRIVABLE, STATE_OF_STATUS, State
@@ -112,7 +112,7 @@ def send_redrive(services: Services, claimed: PayloadState) -> None:
             apply_described(services, claimed.payload_id, described)  # an earlier try sent it
             return
         _undo_claim(services, claimed, described, reason)
-    metrics.add_metric(name="ExecutionsRedriven", unit="Count", value=1)
+    metrics.add_metric(name=Metric.EXECUTIONS_REDRIVEN, unit="Count", value=1)
     logger.info(
         "execution redriven",
         payload_id=claimed.payload_id,
@@ -152,5 +152,5 @@ def _undo_claim(
         error=error,
         cause=cause,
     )
-    metrics.add_metric(name="RedrivesRefused", unit="Count", value=1)
+    metrics.add_metric(name=Metric.REDRIVES_REFUSED, unit="Count", value=1)
     raise InvalidMessage(f"payload {claimed.payload_id!r} cannot be redriven: {reason}")

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from coordinator.errors import InvalidMessage
 from coordinator.identity import token_digest
-from coordinator.observability import logger, metrics
+from coordinator.observability import Metric, logger, metrics
 from coordinator.services import Services
 from coordinator.states import DependencyError
 
@@ -56,7 +56,7 @@ def reject(services: Services, body: str, problem: InvalidMessage, *, message_id
             "message_id": {"DataType": "String", "StringValue": message_id},
         },
     )
-    metrics.add_metric(name="InvalidMessages", unit="Count", value=1)
+    metrics.add_metric(name=Metric.INVALID_MESSAGES, unit="Count", value=1)
     logger.error(
         "invalid message dead-lettered",
         message_id=message_id,

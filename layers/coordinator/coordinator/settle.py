@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from coordinator.observability import logger, metrics
+from coordinator.observability import Metric, logger, metrics
 from coordinator.services import Services
 from coordinator.states import InvalidCause, State
 from coordinator.table import Outcome, PayloadState, Run
@@ -104,7 +104,7 @@ def settle(
     # that write and the moves below, so the moves always run (each is conditional).
     moved = _move_waiters(services, payload_id, Outcome.of(current), now)
     if moved:
-        metrics.add_metric(name="WaitersResolved", unit="Count", value=moved)
+        metrics.add_metric(name=Metric.WAITERS_RESOLVED, unit="Count", value=moved)
     logger.info(
         "payload settled",
         payload_id=payload_id,

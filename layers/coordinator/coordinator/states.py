@@ -20,11 +20,6 @@ class State(StrEnum):
     def is_final(self) -> bool:
         return self not in ACTIVE
 
-    @property
-    def is_retryable(self) -> bool:
-        """A new attempt may claim the payload without `replace`."""
-        return self in RETRYABLE
-
 
 class InvalidCause(StrEnum):
     """`invalid_cause` of an INVALID row: whether a later message may try the payload again."""
