@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coordinator.identity import METADATA_KEY
 from coordinator.observability import logger
+from coordinator.redrive import describe
 from coordinator.services import Services
 from coordinator.settle import Settlement, settle
 from coordinator.states import STATE_OF_STATUS
@@ -66,11 +66,8 @@ def apply_status_change(services: Services, detail: ExecutionStatusDetail) -> Se
         return None
     execution_input = detail.input
     if execution_input is None or (detail.input_details is not None and not detail.input_details.included):
-        try:
-            described = services.stepfunctions.describe_execution(executionArn=detail.execution_arn)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-                raise
+        described = describe(services, detail.execution_arn)
+        if described is None:
             # Gone (its history expired, or its state machine was deleted): no input to name
             # its payload, and retrying the event cannot bring it back. Reconcile still sees a
             # pending row of it and `coordinator stuck` shows it.
