@@ -719,9 +719,12 @@ class TwoStepJob:
 
     def work_reached(self) -> dict[str, Any]:
         """The next token the Work state sent, with the input Work was given."""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_GUARD
         while time.monotonic() < deadline:
-            for message in self.sqs.receive_message(QueueUrl=self.queue_url).get("Messages", []):
+            # Long polling, as in `waiting_executions`: a loop of empty receives competes for the
+            # GIL with the execution's worker thread that is to send the token.
+            received = self.sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=1)
+            for message in received.get("Messages", []):
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
                 return dict(json.loads(message["Body"]))
         raise AssertionError("Work never sent its token")
