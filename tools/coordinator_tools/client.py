@@ -1,0 +1,161 @@
+"""The coordinator from Python: `Coordinator(...).submit(...)` and the rest, for a team's own code.
+
+Messages are the process Lambda's own models (`coordinator.messages`), so a message process
+would refuse fails here, in the caller's code, and not later in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from coordinator.messages import Callback, ProcessMessage, TickSchedule
+from coordinator.states import ACTIVE, FINAL
+from coordinator_tools import backfills, inspection, sending
+from coordinator_tools.inspection import NotFound
+from coordinator_tools.target import Target, resolve
+
+__all__ = [
+    "Callback",
+    "Coordinator",
+    "NotFound",
+    "ProcessMessage",
+    "StillRunning",
+    "TickSchedule",
+    "TimedOut",
+]
+
+
+class TimedOut(TimeoutError):
+    """A payload not final within the time `wait` was given."""
+
+
+class StillRunning(Exception):
+    """A re-run asked of a payload still CLAIMED or PROCESSING: process would drop it."""
+
+
+class Coordinator:
+    """One coordinator stack: its process queue, table and backfill state machine."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    @classmethod
+    def from_stack(
+        cls, stack_name: str, *, region: str | None = None, endpoint_url: str | None = None
+    ) -> Coordinator:
+        """A deployed stack, its resources read from its CloudFormation Outputs."""
+        return cls(resolve(stack_name=stack_name, endpoint_url=endpoint_url, local=False, region=region))
+
+    @classmethod
+    def local(cls) -> Coordinator:
+        """The offline stack `coordinator local up` is running (the CLI's `--local`)."""
+        return cls(resolve(stack_name=None, endpoint_url=None, local=True, region=None))
+
+    @classmethod
+    def from_outputs(
+        cls, outputs: dict[str, str], *, region: str, endpoint_url: str | None = None
+    ) -> Coordinator:
+        """A stack whose Outputs the caller already has (an in-process offline stack)."""
+        return cls(Target(outputs=dict(outputs), region=region, endpoint_url=endpoint_url))
+
+    def submit(
+        self,
+        message: ProcessMessage | str,
+        input: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        schedule_time: datetime | str | None = None,
+        replace: bool = False,
+    ) -> str:
+        """Send a payload (a `ProcessMessage`, or a workflow name and its fields); its id."""
+        if isinstance(message, str):
+            message = ProcessMessage.model_validate(
+                {
+                    "workflow": message,
+                    "input": input or {},
+                    "id": id,
+                    "scheduleTime": schedule_time,
+                    "replace": replace,
+                }
+            )
+        body = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+        payload_id = sending.submission(body)
+        sending.check_submission(self.target, body)
+        sending.send(self.target, body)
+        return payload_id
+
+    def status(self, payload_id: str) -> dict[str, Any]:
+        """The payload's state, attempt, execution, timestamps and error (`NotFound` if none)."""
+        return inspection.payload_status(self.target, payload_id)
+
+    def wait(self, payload_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
+        """The payload's status once it is final; `TimedOut` if it is not within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self.status(payload_id)
+            except NotFound:
+                status = {"state": "QUEUED"}  # its message is not processed yet
+            if status["state"] in FINAL:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimedOut(f"{payload_id} not final after {timeout}s (last state {status['state']})")
+            time.sleep(poll)
+
+    def rerun(self, payload_id: str, *, redrive: bool = False) -> str:
+        """Run an ended payload again: a new attempt, or (`redrive`) its failed execution
+        redriven from the failed state (`sending.NotRedrivable` says why not). The SQS message id."""
+        current = self.status(payload_id)
+        if current["state"] in ACTIVE:
+            raise StillRunning(f"{payload_id} is still {current['state']}: a re-run would be dropped")
+        body = (
+            sending.redrive_message(self.target, payload_id)
+            if redrive
+            else sending.rerun_message(self.target, payload_id)
+        )
+        return sending.send(self.target, body)
+
+    def backfill(
+        self,
+        workflow: str,
+        *,
+        schedule: str,
+        start: str,
+        stop: str,
+        timezone: str = "UTC",
+        policy: str = "missing",
+        input: dict[str, Any] | None = None,
+        max_concurrency: int = 10,
+        newest_first: bool = False,
+        page_size: int = 50,
+        pages_per_execution: int = 20,
+        name: str | None = None,
+    ) -> str:
+        """Start a backfill of the schedule's ticks in [start, stop); its id (the first
+        execution's ARN), for `backfill_status`."""
+        if policy not in {"missing", "all", "redrive"}:
+            raise ValueError("policy is missing, all or redrive")
+        inspection.tick_count(
+            schedule=schedule, start=start, stop=stop, timezone=timezone
+        )  # checks the range
+        request = {
+            "workflow": workflow,
+            "input": input or {},
+            "start": start,
+            "stop": stop,
+            "schedule": schedule,
+            "timezone": timezone,
+            "policy": policy,
+            "max_concurrency": max_concurrency,
+            "order": "desc" if newest_first else "asc",
+            "page_size": page_size,
+            "pages_per_execution": pages_per_execution,
+        }
+        return backfills.start(self.target, request, name or f"backfill-{workflow}-{uuid.uuid4().hex[:12]}")
+
+    def backfill_status(self, backfill_id: str) -> backfills.Backfill:
+        """A backfill followed across its continuations: its status and counts."""
+        return backfills.load(self.target, backfill_id)
