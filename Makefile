@@ -75,11 +75,12 @@ $(LINT_STAMP): tools/lint/requirements-lint.txt
 build: $(SAM_STAMP)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam build
 
-## lint-template: sam validate --lint, cfn-lint (+ project rules), statelint on every ASL file, checkov
+## lint-template: sam validate --lint (the coordinator's and examples/consumer/'s), cfn-lint (+ project rules), statelint on every ASL file, checkov
 lint-template: $(STAMP) $(SAM_STAMP) $(LINT_STAMP)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --region us-east-1 -t examples/consumer/template.yaml
 	$(BIN)/cfn-lint --append-rules tools/lint/cfnlint_rules -- template.yaml
-	$(LINT_VENV)/bin/statelint --ignore=URI statemachines/*.asl.json
+	$(LINT_VENV)/bin/statelint --ignore=URI statemachines/*.asl.json examples/consumer/statemachines/*.asl.json
 	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 ## demo: the coordinator at work on the offline stack (moto, no AWS account), as a timeline
