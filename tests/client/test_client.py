@@ -182,3 +182,12 @@ def _eventually(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_wait_reports_each_state_it_passes_through_once(coordinator: Coordinator) -> None:
+    seen: list[str] = []
+
+    coordinator.wait(coordinator.submit(WORKFLOW, id="client-states"), timeout=60, on_state=seen.append)
+
+    assert seen[-1] == "SUCCEEDED"
+    assert len(seen) == len(set(seen))

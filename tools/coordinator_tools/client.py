@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -91,18 +92,30 @@ class Coordinator:
         """The payload's state, attempt, execution, timestamps and error (`NotFound` if none)."""
         return inspection.payload_status(self.target, payload_id)
 
-    def wait(self, payload_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
-        """The payload's status once it is final; `TimedOut` if it is not within `timeout`."""
+    def wait(
+        self,
+        payload_id: str,
+        timeout: float = 600.0,
+        poll: float = 0.5,
+        on_state: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """The payload's status once it is final; `TimedOut` if it is not within `timeout`.
+        `on_state` hears each state it passes through (QUEUED until process has its message)."""
         deadline = time.monotonic() + timeout
+        last = None
         while True:
             try:
                 status = self.status(payload_id)
             except NotFound:
-                status = {"state": "QUEUED"}  # its message is not processed yet
+                status = {"state": "QUEUED"}
+            if status["state"] != last:
+                last = status["state"]
+                if on_state:
+                    on_state(last)
             if status["state"] in FINAL:
                 return status
             if time.monotonic() >= deadline:
-                raise TimedOut(f"{payload_id} not final after {timeout}s (last state {status['state']})")
+                raise TimedOut(f"{payload_id} not final after {timeout}s (last state {last})")
             time.sleep(poll)
 
     def rerun(self, payload_id: str, *, redrive: bool = False) -> str:
@@ -110,7 +123,10 @@ class Coordinator:
         redriven from the failed state (`sending.NotRedrivable` says why not). The SQS message id."""
         current = self.status(payload_id)
         if current["state"] in ACTIVE:
-            raise StillRunning(f"{payload_id} is still {current['state']}: a re-run would be dropped")
+            raise StillRunning(
+                f"{payload_id} is still {current['state']} (attempt {current['attempt']}): nothing sent, "
+                "a re-run is dropped until it ends"
+            )
         body = (
             sending.redrive_message(self.target, payload_id)
             if redrive

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +23,7 @@ from coordinator_tools.cli.common import (
     one_line_errors,
     out,
 )
+from coordinator_tools.client import Coordinator
 from coordinator_tools.target import ExitCode, Target
 
 backfill_app = typer.Typer(help="Plan or run a backfill of a schedule's ticks.", no_args_is_help=True)
@@ -122,21 +122,22 @@ def backfill_run(
     """
     options: Options = ctx.obj
     target = options.target()
-    request = {
-        "workflow": workflow,
-        "input": json_input(input_json),
-        "start": start,
-        "stop": stop,
-        "schedule": schedule,
-        "timezone": timezone,
-        "policy": _policy(policy),
-        "max_concurrency": max_concurrency,
-        "order": "desc" if newest_first else "asc",
-        "page_size": page_size,
-        "pages_per_execution": pages_per_execution,
-    }
+    run_input, run_policy = json_input(input_json), _policy(policy)
     count = inspection.tick_count(schedule=schedule, start=start, stop=stop, timezone=timezone)
-    execution = backfills.start(target, request, name or f"backfill-{workflow}-{uuid.uuid4().hex[:12]}")
+    execution = Coordinator(target).backfill(
+        workflow,
+        schedule=schedule,
+        start=start,
+        stop=stop,
+        timezone=timezone,
+        policy=run_policy,
+        input=run_input,
+        max_concurrency=max_concurrency,
+        newest_first=newest_first,
+        page_size=page_size,
+        pages_per_execution=pages_per_execution,
+        name=name,
+    )
     if not options.json:
         out.print(f"backfill of {count} ticks started: {execution}")
     tracker = backfills.Tracker.of(target, execution)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from coordinator.states import ACTIVE, FINAL, State
+from coordinator.states import State
 from coordinator_tools import inspection, sending
 from coordinator_tools.cli.common import (
     Options,
@@ -23,6 +23,7 @@ from coordinator_tools.cli.common import (
     one_line_errors,
     out,
 )
+from coordinator_tools.client import Coordinator, StillRunning, TimedOut
 from coordinator_tools.target import ExitCode, Target
 
 
@@ -67,25 +68,19 @@ def submit(
 
 
 def follow(target: Target, payload_id: str, timeout: int, *, quiet: bool) -> dict[str, Any]:
-    """Poll the payload's state until it is final, showing it change."""
-    deadline = time.monotonic() + timeout
-    last = None
+    """Wait for the payload's final state, showing it change."""
+
+    def show(state: str) -> None:
+        out.print(f"{time.strftime('%H:%M:%S')}  {state}")
+
     with out.status("waiting for the payload…", spinner="dots") if not quiet else Silent():
-        while time.monotonic() < deadline:
-            try:
-                status = inspection.payload_status(target, payload_id)
-            except inspection.NotFound:
-                status = {"state": "QUEUED"}
-            if status["state"] != last and not quiet:
-                out.print(f"{time.strftime('%H:%M:%S')}  {status['state']}")
-                last = status["state"]
-            if status["state"] in FINAL:
-                if not quiet:
-                    why_not_succeeded(status)
-                return status
-            time.sleep(0.5)
-    fail(f"{payload_id} not final after {timeout}s (last state {last})", ExitCode.TIMED_OUT)
-    return {}
+        try:
+            status = Coordinator(target).wait(payload_id, timeout, on_state=None if quiet else show)
+        except TimedOut as error:
+            fail(str(error), ExitCode.TIMED_OUT)
+    if not quiet:
+        why_not_succeeded(status)
+    return status
 
 
 def why_not_succeeded(status: dict[str, Any]) -> None:
@@ -152,19 +147,10 @@ def rerun(
     redriven (it succeeded, never ran, or Step Functions says why not) is exit 2 with the reason.
     """
     options: Options = ctx.obj
-    target = options.target()
-    current = inspection.payload_status(target, payload_id)
-    if current["state"] in ACTIVE:
-        fail(
-            f"{payload_id} is still {current['state']} (attempt {current['attempt']}): nothing sent, "
-            "a re-run is dropped until it ends",
-            ExitCode.STILL_RUNNING,
-        )
-    if redrive:
-        body = sending.redrive_message(target, payload_id)
-    else:
-        body = sending.rerun_message(target, payload_id)
-    message_id = sending.send(target, body)
+    try:
+        message_id = Coordinator(options.target()).rerun(payload_id, redrive=redrive)
+    except StillRunning as error:
+        fail(str(error), ExitCode.STILL_RUNNING)
     kind = "redrive" if redrive else "re-run"
     emit(
         options,
