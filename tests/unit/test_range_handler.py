@@ -64,7 +64,8 @@ def test_handler_asked_for_pages_returns_where_each_page_starts(context: Any) ->
     rest = lambda_handler(seven | {"pages": 40, "cursor": walked["next"]}, context)
     assert (rest["count"], rest["next"], len(rest["cursors"])) == (3, None, 2)
     pages += [lambda_handler(seven | {"cursor": cursor}, context)["times"] for cursor in rest["cursors"]]
-    assert [tick for page in pages for tick in page] == lambda_handler(seven | {"page_size": 10}, context)["times"]
+    every = lambda_handler(seven | {"page_size": 10}, context)["times"]
+    assert [tick for page in pages for tick in page] == every
 
 
 def test_handler_asked_for_pages_ending_on_a_page_boundary_has_no_next(context: Any) -> None:
