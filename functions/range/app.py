@@ -1,4 +1,5 @@
-"""range: one page of a schedule's ticks between two instants, for a backfill's Map state.
+"""range: one page of a schedule's ticks between two instants, for a backfill's Map state
+(or, asked for `pages`, where each of that many pages starts).
 
 A request that can never succeed raises InvalidSchedule, InvalidTimezone, InvalidRange or
 InvalidCursor; Lambda reports the class name as errorType, which the backfill's Catch matches.
@@ -12,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from coordinator.observability import Metric, logger, metrics, tracer
-from coordinator.schedule import RangeRequest, range_page
+from coordinator.schedule import RangeRequest, page_cursors, range_page
 
 
 @logger.inject_lambda_context
@@ -20,6 +21,10 @@ from coordinator.schedule import RangeRequest, range_page
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = RangeRequest.from_event(event)
+    if request.pages is not None:  # a Distributed Map backfill: where its pages start
+        cursors = page_cursors(request)
+        logger.info("range pages", pages=len(cursors.cursors), count=cursors.count)
+        return cursors.model_dump()
     page = range_page(request)
     logger.info(
         "range page",

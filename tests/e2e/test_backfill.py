@@ -2,7 +2,8 @@
 
 The must-show of issue 4: a 3-day daily backfill starts 3 executions; the same backfill again
 starts none and reports 3 already done; with one tick failed, policy `missing` re-runs only it,
-and policy `all` re-runs every tick.
+and policy `all` re-runs every tick. Issue 19's: a Distributed Map backfill (`map_mode`
+"distributed"), run end to end by moto's executor, sums up its child executions' ticks.
 """
 
 from __future__ import annotations
@@ -144,3 +145,112 @@ def test_a_backfill_longer_than_one_execution_continues_as_new_and_the_last_one_
     assert attempts(stack, *hours) == [1] * 7
     continuation = stack.client("stepfunctions").describe_execution(executionArn=chain[1])
     assert json.loads(continuation["input"])["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == first
+
+
+JULY = [f"2022-07-0{day}T01:00:00Z" for day in range(1, 8)]
+
+
+def test_a_distributed_map_backfill_runs_each_page_and_tick_as_a_child_execution(stack: OfflineStack) -> None:
+    # 7 daily ticks, 2 a page, 2 pages a read: 2 reads of page cursors, each page a child
+    # execution, each tick a child of its page; the fourth tick fails and is counted.
+    stack.submit({"workflow": WORKFLOW, "scheduleTime": JULY[3], "input": {"fail": True}})
+    assert stack.wait_for_payload(f"{WORKFLOW}/{JULY[3]}")["state"] == "FAILED"
+    stack.submit({"workflow": WORKFLOW, "scheduleTime": JULY[5]})
+    assert stack.wait_for_payload(f"{WORKFLOW}/{JULY[5]}")["state"] == "SUCCEEDED"
+
+    request = daily(
+        "2022-07-01T00:00:00Z",
+        "2022-07-08T00:00:00Z",
+        map_mode="distributed",
+        page_size=2,
+        pages_per_read=2,
+        pages_at_once=2,
+        max_concurrency=2,
+        input={"fail": False},
+    )
+    execution = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
+    ended = stack.wait_for_execution(execution, timeout=40)
+
+    assert ended["status"] == "SUCCEEDED", ended
+    assert json.loads(ended["output"]) == {"ticks": 7, "succeeded": 6, "failed": 0, "already_done": 1}
+    assert attempts(stack, *JULY) == [1, 1, 1, 2, 1, 1, 1]
+    sfn = stack.client("stepfunctions")
+    # A Map Run for each read (2) and for each page (4): the pages' and ticks' own histories.
+    assert len(sfn.list_map_runs(executionArn=execution)["mapRuns"]) == 6
+    history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    entered = [
+        event["stateEnteredEventDetails"]["name"] for event in history if "stateEnteredEventDetails" in event
+    ]
+    assert entered.count("RunPages") == 2
+    assert not {"ReadPageTicks", "RunPageTicks", "RunTick"} & set(entered)
+
+
+def test_a_distributed_map_backfill_counts_a_failed_tick(stack: OfflineStack) -> None:
+    ticks = ("2022-08-01T01:00:00Z", "2022-08-02T01:00:00Z", "2022-08-03T01:00:00Z")
+    summary = backfill(
+        stack,
+        daily("2022-08-01T00:00:00Z", "2022-08-04T00:00:00Z", map_mode="distributed", input={"fail": True}),
+    )
+
+    assert summary == {"ticks": 3, "succeeded": 0, "failed": 3, "already_done": 0}
+    assert attempts(stack, *ticks) == [1, 1, 1]
+
+
+def test_an_unknown_map_mode_fails_the_backfill(stack: OfflineStack) -> None:
+    ended = stack.wait_for_execution(
+        stack.start_execution(
+            stack.outputs["BackfillStateMachineArn"],
+            daily("2022-09-01T00:00:00Z", "2022-09-02T00:00:00Z", map_mode="sideways"),
+        ),
+        timeout=40,
+    )
+    assert (ended["status"], ended.get("error")) == ("FAILED", "InvalidMapMode")
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [{"max_concurrency": 0}, {"max_concurrency": 10_001}, {"pages_at_once": 0}, {"pages_at_once": 41}],
+)
+def test_a_distributed_map_backfill_out_of_bounds_fails(stack: OfflineStack, bounds: dict[str, int]) -> None:
+    request = daily("2022-09-01T00:00:00Z", "2022-09-02T00:00:00Z", map_mode="distributed", **bounds)
+    ended = stack.wait_for_execution(
+        stack.start_execution(stack.outputs["BackfillStateMachineArn"], request), timeout=40
+    )
+    assert (ended["status"], ended.get("error")) == ("FAILED", "InvalidConcurrency")
+
+
+def test_a_distributed_map_backfill_continues_as_new_and_each_history_stays_small(
+    stack: OfflineStack,
+) -> None:
+    # 5 daily ticks, 1 a page, 2 pages a read, 1 read per execution: a chain of 3 executions.
+    days = [f"2022-11-0{day}T01:00:00Z" for day in range(1, 6)]
+    request = daily(
+        "2022-11-01T00:00:00Z",
+        "2022-11-06T00:00:00Z",
+        map_mode="distributed",
+        page_size=1,
+        pages_per_read=2,
+        pages_per_execution=1,
+    )
+    sfn = stack.client("stepfunctions")
+    chain = [stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)]
+    while True:
+        ended = stack.wait_for_execution(chain[-1], timeout=40)
+        assert ended["status"] == "SUCCEEDED", ended
+        history = sfn.get_execution_history(executionArn=chain[-1], maxResults=1000)["events"]
+        # The ASL's own account (MorePageReads): at most 30 events an execution, 30 a read, 4 a page.
+        assert len(history) <= 30 + 30 + 4 * 2, [event["type"] for event in history]
+        output = json.loads(ended["output"])
+        if "continued_as" not in output:
+            break
+        chain.append(output["continued_as"])
+
+    assert output == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
+    assert len(chain) == 3
+    assert attempts(stack, *days) == [1] * 5
+    continued = json.loads(sfn.describe_execution(executionArn=chain[1])["input"])
+    assert (continued["map_mode"], continued["page_size"], continued["pages_per_read"]) == (
+        "distributed",
+        1,
+        2,
+    )

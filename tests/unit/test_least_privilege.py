@@ -6,11 +6,12 @@ a policy without a use, fails here (and in AWS the first would fail at run time)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tests.support.template import resources
+from tests.support.template import properties, resources, state_machine_definitions
 
 # What every function needs to run: its own log group (X-Ray comes from the shared tracing policy).
 RUNTIME = {"logs:CreateLogStream", "logs:PutLogEvents"}
@@ -101,3 +102,46 @@ def test_managed_policies_are_only_the_shared_tracing_policy() -> None:
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }
+
+
+def state_machine_actions(logical_id: str) -> dict[str, str]:
+    """Each action a state machine's inline statements allow, with its resource's !Sub text."""
+    allowed: dict[str, str] = {}
+    for policy in properties(logical_id)["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            action = statement["Action"]
+            resource = statement["Resource"]
+            text = resource.get("Fn::Sub", "") if isinstance(resource, dict) else str(resource)
+            for name in [action] if isinstance(action, str) else action:
+                allowed[name] = text
+    return allowed
+
+
+def distributed_maps(states: dict[str, Any]) -> list[str]:
+    """The names of the Distributed Map states in `states`, nested ones included."""
+    found: list[str] = []
+    for name, state in states.items():
+        processor = state.get("ItemProcessor")
+        if processor is None:
+            continue
+        if processor["ProcessorConfig"].get("Mode") == "DISTRIBUTED":
+            found.append(name)
+        found += distributed_maps(processor["States"])
+    return found
+
+
+def test_backfill_may_start_follow_and_stop_its_distributed_map_children_and_nothing_else() -> None:
+    definition = json.loads(state_machine_definitions()["BackfillStateMachine"]["text"])
+    allowed = state_machine_actions("BackfillStateMachine")
+
+    assert distributed_maps(definition["States"]) == ["RunPages", "RunPageTicks"]
+    assert set(allowed) == {
+        "sqs:SendMessage",  # RunTick
+        "lambda:InvokeFunction",  # ReadPage, ReadPages, ReadPageTicks
+        "states:StartExecution",  # ContinueAsNewExecution, and the Map Runs' children
+        "states:DescribeExecution",  # the Map Runs' children
+        "states:StopExecution",
+    }
+    assert allowed["states:StartExecution"].endswith(":stateMachine:${WorkflowPrefix}backfill")
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        assert allowed[action].endswith(":execution:${WorkflowPrefix}backfill/*")

@@ -901,3 +901,69 @@ def test_moto_keeps_a_stopped_execution_running_until_its_token_is_answered_with
     still = stepfunctions.describe_execution(executionArn=arn)["status"]
     stepfunctions.send_task_success(taskToken=token, output="{}")
     assert (still, wait_for_end(stepfunctions, arn)["status"]) == ("RUNNING", "FAILED")
+
+
+# -- A Distributed Map's worker with many items ----------------------------------------------------
+
+ITEMS_PER_WORKER = 1_500  # past Python's recursion limit of 1,000
+
+
+def a_distributed_map_of_one_worker(stepfunctions: Any) -> str:
+    """A Distributed Map over its input's items at MaxConcurrency 1: one worker takes them all."""
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "MaxConcurrency": 1,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Item",
+                    "States": {"Item": {"Type": "Pass", "End": True}},
+                },
+                "ResultSelector": {"count.$": "States.ArrayLength($)"},
+                "End": True,
+            }
+        },
+    }
+    return str(
+        stepfunctions.create_state_machine(
+            name=f"one-worker-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=ROLE
+        )["stateMachineArn"]
+    )
+
+
+def test_a_distributed_map_worker_runs_any_number_of_items_with_the_patch(stepfunctions: Any) -> None:
+    machine = a_distributed_map_of_one_worker(stepfunctions)
+    with moto_patches.patched():
+        execution = stepfunctions.start_execution(
+            stateMachineArn=machine, input=json.dumps({"items": list(range(ITEMS_PER_WORKER))})
+        )["executionArn"]
+        ended = wait_for_end(stepfunctions, execution)
+
+    assert ended["status"] == "SUCCEEDED", story_of(stepfunctions, execution)
+    assert json.loads(ended["output"]) == {"count": ITEMS_PER_WORKER}
+
+
+def test_moto_s_distributed_map_worker_dies_of_recursion_without_the_patch(
+    stepfunctions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    died = threading.Event()
+    hook = threading.excepthook
+
+    def note_recursion(args: Any) -> None:
+        if args.exc_type is RecursionError:
+            died.set()
+            return
+        hook(args)
+
+    monkeypatch.setattr(threading, "excepthook", note_recursion)
+    machine = a_distributed_map_of_one_worker(stepfunctions)
+    execution = stepfunctions.start_execution(
+        stateMachineArn=machine, input=json.dumps({"items": list(range(ITEMS_PER_WORKER))})
+    )["executionArn"]
+
+    assert died.wait(HANG_GUARD), "the worker thread did not die"
+    # Nothing is left to end the execution: it stays RUNNING.
+    assert stepfunctions.describe_execution(executionArn=execution)["status"] == "RUNNING"

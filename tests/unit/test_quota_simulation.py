@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
-from bench.quota_simulation import as_deployed, move_concurrency
+from bench.quota_simulation import (
+    BackfillSetup,
+    PagedBackfill,
+    as_deployed,
+    deployed_backfill,
+    move_concurrency,
+    simulate_backfill,
+)
 from coordinator.settings import Settings
-from tests.support.template import properties
+from tests.support.template import properties, state_machine_definitions
 
 
 def test_as_deployed_reads_the_dispatcher_source_and_settles_concurrency() -> None:
@@ -35,3 +44,39 @@ def test_a_function_environment_overrides_the_move_concurrency() -> None:
 def test_a_move_concurrency_out_of_bounds_is_rejected(value: str) -> None:
     with pytest.raises(ValidationError):
         Settings.model_validate({"TABLE_NAME": "t", "SETTLE_MOVE_CONCURRENCY": value})
+
+
+def test_the_deployed_backfill_is_the_distributed_map_with_the_asl_defaults() -> None:
+    definition = json.loads(state_machine_definitions()["BackfillStateMachine"]["text"])
+    defaults = definition["States"]["Defaults"]["Result"]
+
+    setup = deployed_backfill()
+
+    assert setup.pages == PagedBackfill(
+        page_size=defaults["distributed"]["page_size"],
+        max_concurrency=defaults["distributed"]["max_concurrency"],
+        pages_at_once=defaults["pages_at_once"],
+        pages_per_read=defaults["pages_per_read"],
+    )
+    assert setup.concurrency == setup.pages.pages_at_once * setup.pages.max_concurrency <= 10_000
+
+
+def test_a_page_ends_with_its_last_tick_before_the_next_page_starts() -> None:
+    # 10 ticks of 60 s, pages of 5 all at once, one page at a time: two rounds, not one.
+    one_page_at_a_time = simulate_backfill(
+        BackfillSetup(
+            "two pages",
+            ticks=10,
+            pages=PagedBackfill(page_size=5, max_concurrency=5, pages_at_once=1, pages_per_read=2),
+        )
+    )
+    both_at_once = simulate_backfill(
+        BackfillSetup(
+            "two pages",
+            ticks=10,
+            pages=PagedBackfill(page_size=5, max_concurrency=5, pages_at_once=2, pages_per_read=2),
+        )
+    )
+
+    assert 120 < float(one_page_at_a_time["seconds"]) < 125  # type: ignore[arg-type]
+    assert 60 < float(both_at_once["seconds"]) < 65  # type: ignore[arg-type]

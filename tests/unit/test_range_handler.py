@@ -53,3 +53,27 @@ def test_handler_never_lets_pydantics_validation_error_out(context: Any) -> None
     with pytest.raises(InvalidRange, match=r"^tick_count: ") as raised:
         lambda_handler(SEED | {"tick_count": 3}, context)
     assert not isinstance(raised.value, ValidationError)
+
+
+def test_handler_asked_for_pages_returns_where_each_page_starts(context: Any) -> None:
+    seven = SEED | {"stop": "2022-02-22T00:00Z", "page_size": 2}
+    walked = lambda_handler(seven | {"pages": 2}, context)
+    assert walked["count"] == 4
+    assert walked["cursors"][0] is None
+    pages = [lambda_handler(seven | {"cursor": cursor}, context)["times"] for cursor in walked["cursors"]]
+    rest = lambda_handler(seven | {"pages": 40, "cursor": walked["next"]}, context)
+    assert (rest["count"], rest["next"], len(rest["cursors"])) == (3, None, 2)
+    pages += [lambda_handler(seven | {"cursor": cursor}, context)["times"] for cursor in rest["cursors"]]
+    every = lambda_handler(seven | {"page_size": 10}, context)["times"]
+    assert [tick for page in pages for tick in page] == every
+
+
+def test_handler_asked_for_pages_ending_on_a_page_boundary_has_no_next(context: Any) -> None:
+    walked = lambda_handler(SEED | {"page_size": 3, "pages": 1}, context)
+    assert walked == {"cursors": [None], "next": None, "count": 3}
+
+
+@pytest.mark.parametrize("pages", [0, 41])
+def test_handler_refuses_pages_out_of_bounds(context: Any, pages: int) -> None:
+    with pytest.raises(InvalidRange, match=r"^pages: "):
+        lambda_handler(SEED | {"pages": pages}, context)

@@ -32,8 +32,10 @@ from coordinator.schedule.interval import data_interval
 from coordinator.schedule.range_request import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    PageCursors,
     RangePage,
     RangeRequest,
+    page_cursors,
     range_page,
     ticks,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidSchedule",
     "InvalidTimezone",
     "Order",
+    "PageCursors",
     "RangePage",
     "RangeRequest",
     "RangeRequestError",
@@ -58,6 +61,7 @@ __all__ = [
     "Schedule",
     "compile_schedule",
     "data_interval",
+    "page_cursors",
     "range_page",
     "ticks",
     "zone_of",

@@ -56,11 +56,15 @@ from coordinator.schedule.instants import (
 
 DEFAULT_PAGE_SIZE: Final = 500
 MAX_PAGE_SIZE: Final = 5_000
+# A request for page cursors walks `pages` pages: at most 40 x 5,000 = 200,000 ticks, a few
+# seconds of the range function, and 40 cursors of under 100 bytes each.
+MAX_PAGES: Final = 40
 
 
 class RangeRequest(BaseModel):
     """What the range function is asked: `{start, stop, schedule, timezone, dst_gap, dst_fold,
-    order, page_size, cursor}`.
+    order, page_size, cursor, pages}`; with `pages`, the cursors of that many pages instead of
+    one page's ticks (`page_cursors`).
 
     `start`/`stop` are ISO-8601. With an offset or `Z` they are instants; without one they are
     wall-clock times in `timezone`, read as zoneinfo does (fold=0: the first of a repeated
@@ -79,6 +83,7 @@ class RangeRequest(BaseModel):
     order: Order = Order.ASC
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = None
+    pages: int | None = Field(default=None, ge=1, le=MAX_PAGES)
 
     @field_validator("start", "stop", mode="before")
     @classmethod
@@ -213,6 +218,35 @@ def range_page(request: RangeRequest) -> RangePage:
     more = next(walked, None) is not None
     cursor = _write_cursor(times[-1], request.fingerprint) if more else None
     return RangePage(times=times, next=cursor, count=len(times))
+
+
+class PageCursors(BaseModel):
+    """What the range function returns for `pages`: `{cursors, next, count}`.
+
+    `cursors` starts each page (the first is the request's own cursor, null at the start) for
+    a Distributed Map to read in parallel; `next` continues after the last of them, None when
+    they reach the range's end; `count` is the ticks they cover.
+    """
+
+    cursors: list[str | None]
+    next: str | None
+    count: int
+
+
+def page_cursors(request: RangeRequest) -> PageCursors:
+    """The cursors of up to `request.pages` pages of `request.page_size` ticks, walked once."""
+    walked = _request_instants(request)
+    cursors: list[str | None] = []
+    cursor, count = request.cursor, 0
+    for _ in range(request.pages or 1):
+        page = list(islice(walked, request.page_size))
+        if not page:
+            break
+        cursors.append(cursor)
+        count += len(page)
+        cursor = _write_cursor(tick_text(page[-1]), request.fingerprint)
+    more = next(walked, None) is not None
+    return PageCursors(cursors=cursors, next=cursor if more else None, count=count)
 
 
 def ticks(request: RangeRequest) -> Iterator[datetime]:

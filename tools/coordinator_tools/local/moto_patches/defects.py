@@ -227,7 +227,37 @@ def _error_keeps_a_stop(original: Callable[..., Any]) -> Callable[..., Any]:
     return set_error
 
 
+# ---------------------------------------------------------------------------------------------
+# A Distributed Map whose workers each have more than about 1,000 items never ends. Replaces
+# moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor
+# .distributed_item_processor_worker.DistributedItemProcessorWorker._eval_pool, which calls
+# itself once per item a worker takes: a page of 5,000 ticks at MaxConcurrency 4 is 1,250 calls
+# deep, the worker thread dies of RecursionError and the execution stays RUNNING for good. AWS
+# runs any number of items at any MaxConcurrency. The patch takes the same steps in a loop.
+# ---------------------------------------------------------------------------------------------
+def _distributed_worker_eval_pool_in_a_loop(self: Any, job: Any, worker_frame: Any) -> None:
+    while job is not None:
+        job_frame = worker_frame.open_inner_frame()
+        self._eval_job(env=job_frame, job=job)
+        worker_frame.delete_frame(job_frame)
+        # The worker ends on a failed job, on a stop, or when the pool has no job left.
+        if isinstance(job.job_output, Exception) or self.stopped():
+            break
+        next_job = self._job_pool.next_job()
+        if next_job is None:
+            break
+        self._job_pool.close_job(job)
+        job = next_job
+    # The frame closes before the last job: the Map awaits its jobs, not its workers.
+    self._env.delete_frame(worker_frame)
+    if job is not None:
+        self._job_pool.close_job(job)
+
+
 def patches() -> list[Patch]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_callback,
     )
@@ -267,4 +297,9 @@ def patches() -> list[Patch]:
             _wait_for_task_token_until_stopped(callback_task._eval_wait_for_task_token),
         ),
         Patch(Environment, "set_error", _error_keeps_a_stop(Environment.set_error)),
+        Patch(
+            distributed_item_processor_worker.DistributedItemProcessorWorker,
+            "_eval_pool",
+            _distributed_worker_eval_pool_in_a_loop,
+        ),
     ]
