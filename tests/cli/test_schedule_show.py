@@ -4,6 +4,7 @@ states of its last ones, against a coordinator on a moto server."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,7 +21,17 @@ HOURLY = "cron(0 * * * ? *)"
 NOW = "2022-02-15T03:30:00Z"
 
 
-def scheduled(offline: dict[str, Any], workflow: str, expression: str, timezone: str = "UTC") -> None:
+QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:coordinator-process"
+
+
+def scheduled(
+    offline: dict[str, Any],
+    workflow: str,
+    expression: str,
+    timezone: str = "UTC",
+    name: str | None = None,
+    queue_arn: str = QUEUE_ARN,
+) -> None:
     """A live schedule as the template declares it: its input names the workflow."""
     scheduler = boto3.client("scheduler", endpoint_url=offline["endpoint"], region_name=REGION)
     message = {
@@ -29,12 +40,12 @@ def scheduled(offline: dict[str, Any], workflow: str, expression: str, timezone:
         "schedule": {"expression": expression, "timezone": timezone},
     }
     scheduler.create_schedule(
-        Name=f"{workflow}-live",
+        Name=name or f"{workflow}-live",
         ScheduleExpression=expression,
         ScheduleExpressionTimezone=timezone,
         FlexibleTimeWindow={"Mode": "OFF"},
         Target={
-            "Arn": "arn:aws:sqs:us-east-1:000000000000:coordinator-process",
+            "Arn": queue_arn,
             "RoleArn": "arn:aws:iam::000000000000:role/scheduler",
             "Input": json.dumps(message),
         },
@@ -144,6 +155,7 @@ def test_an_explicit_expression_needs_no_schedule_on_the_stack(offline: dict[str
         (["schedule", "show", "ingest", "--expression", "cron(61 * * * ? *)"], "schedule"),
         (["schedule", "show", "ingest", "--expression", "rate(1 hour)"], "give --start"),
         (["schedule", "show", "ingest", "--now", "2022-02-15T03:30:00"], "--now needs an offset"),
+        (["schedule", "show", "ingest", "--timezone", "Europe/Stockholm"], "give it too"),
     ],
 )
 def test_a_workflow_without_a_schedule_or_a_bad_option_is_a_usage_error(
@@ -154,3 +166,30 @@ def test_a_workflow_without_a_schedule_or_a_bad_option_is_a_usage_error(
     assert result.exit_code == ExitCode.USAGE, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert message in result.output
+
+
+def test_two_schedules_of_one_workflow_are_refused_by_name(hourly_ingest: dict[str, Any], cli: Any) -> None:
+    """They would fire the same payload ids: which one is meant cannot be guessed."""
+    scheduled(hourly_ingest, "ingest", "cron(0 6 * * ? *)", name="ingest-morning")
+
+    result = cli("schedule", "show", "ingest")
+
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "2 schedules name workflow ingest (ingest-live, ingest-morning)" in result.output
+
+
+def test_a_schedule_sending_elsewhere_than_the_stacks_queue_is_not_the_workflows(
+    offline: dict[str, Any], cli: Any, tmp_path: Path
+) -> None:
+    scheduled(
+        offline, "ingest", "cron(0 6 * * ? *)", name="another-coordinator", queue_arn=f"{QUEUE_ARN}-other"
+    )
+    scheduled(offline, "ingest", HOURLY)
+    state = json.loads((tmp_path / "local.json").read_text())
+    state["outputs"]["ProcessQueueArn"] = QUEUE_ARN
+    (tmp_path / "local.json").write_text(json.dumps(state))
+
+    result = cli("--json", "schedule", "show", "ingest", "--now", NOW, "--last", "0")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["schedule"]["name"] == "ingest-live"

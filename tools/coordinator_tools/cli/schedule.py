@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -47,25 +47,37 @@ class Tick:
 
 
 def find_schedule(target: Target, workflow: str) -> LiveSchedule | None:
-    """The EventBridge Scheduler schedule whose target input names `workflow`, if there is one.
+    """The EventBridge Scheduler schedule whose target input names `workflow`, if there is one,
+    among those sending to the stack's process queue (when the stack names it).
 
     ListSchedules answers summaries without the target's input, so each is read with GetSchedule.
+    Two schedules of one workflow would fire the same payload ids: that is refused, by name.
     """
     scheduler = target.client("scheduler")
+    queue = target.outputs.get("ProcessQueueArn")
+    found: list[dict[str, Any]] = []
     for page in scheduler.get_paginator("list_schedules").paginate():
         for summary in page.get("Schedules", []):
-            found = scheduler.get_schedule(
+            if queue is not None and summary.get("Target", {}).get("Arn") not in (None, queue):
+                continue
+            schedule = scheduler.get_schedule(
                 Name=summary["Name"], GroupName=summary.get("GroupName", "default")
             )
-            if _names_workflow(found.get("Target", {}).get("Input"), workflow):
-                return LiveSchedule(
-                    expression=found["ScheduleExpression"],
-                    timezone=found.get("ScheduleExpressionTimezone") or "UTC",
-                    start=found.get("StartDate"),
-                    name=found["Name"],
-                    state=found.get("State"),
-                )
-    return None
+            if _names_workflow(schedule.get("Target", {}).get("Input"), workflow):
+                found.append(schedule)
+    if len(found) > 1:
+        names = ", ".join(sorted(schedule["Name"] for schedule in found))
+        raise ValueError(f"{len(found)} schedules name workflow {workflow} ({names}): give --expression")
+    if not found:
+        return None
+    (schedule,) = found
+    return LiveSchedule(
+        expression=schedule["ScheduleExpression"],
+        timezone=schedule.get("ScheduleExpressionTimezone") or "UTC",
+        start=schedule.get("StartDate"),
+        name=schedule["Name"],
+        state=schedule.get("State"),
+    )
 
 
 def _names_workflow(input_text: str | None, workflow: str) -> bool:
@@ -137,7 +149,9 @@ def schedule_show(
         str | None,
         typer.Option("--expression", help="cron(...), rate(...) or five-field cron (default: the stack's)"),
     ] = None,
-    timezone: Annotated[str, typer.Option("--timezone", help="IANA timezone of --expression")] = "UTC",
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="IANA timezone of --expression (default UTC)")
+    ] = None,
     start: Annotated[
         str | None, typer.Option("--start", help="Start of a rate(...) --expression, ISO-8601")
     ] = None,
@@ -153,10 +167,12 @@ def schedule_show(
     names it, or --expression), its next ticks, and its last ticks with their payload states."""
     options: Options = ctx.obj
     target = options.target()
+    if expression is None and (timezone is not None or start is not None):
+        raise ValueError("--timezone and --start describe an --expression: give it too")
     schedule = (
         LiveSchedule(
             expression=expression,
-            timezone=timezone,
+            timezone=timezone or "UTC",
             start=datetime.fromisoformat(start) if start is not None else None,
         )
         if expression is not None
