@@ -193,3 +193,28 @@ def test_a_schedule_sending_elsewhere_than_the_stacks_queue_is_not_the_workflows
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["schedule"]["name"] == "ingest-live"
+
+
+def test_a_rate_starting_later_has_no_last_ticks_and_its_first_tick_at_its_start(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    """Scheduler fires nothing before a schedule's start, and anchors a rate there."""
+    result = cli(
+        "--json",
+        "schedule",
+        "show",
+        "ingest",
+        "--expression",
+        "rate(90 minutes)",
+        "--start",
+        "2022-02-16T00:15:00Z",
+        "--now",
+        NOW,
+        "--next",
+        "2",
+    )
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["next"] == ["2022-02-16T00:15:00Z", "2022-02-16T01:45:00Z"]
+    assert document["last"] == []

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from coordinator.identity import scheduled_payload_id
 from coordinator.schedule import DstFold, DstGap, Order, RateSchedule, compile_schedule, zone_of
-from coordinator.schedule.instants import EARLIEST, LATEST, instants, tick_text, utc_second
+from coordinator.schedule.instants import EARLIEST, LATEST, SECOND, instants, tick_text, utc_second
 from coordinator_tools import inspection
 from coordinator_tools.cli.common import Options, app, emit, global_options, key_values, one_line_errors, out
 from coordinator_tools.target import Target
@@ -30,11 +30,13 @@ _LOOKBACK = timedelta(days=9 * 366)
 
 @dataclass(frozen=True)
 class LiveSchedule:
-    """What a tick's time depends on: the expression, its zone and, for a rate, its start."""
+    """What a tick's time depends on: the expression, its zone, and the schedule's start and end
+    (Scheduler fires nothing outside them; a rate is anchored at its start)."""
 
     expression: str
     timezone: str
     start: datetime | None = None
+    end: datetime | None = None
     name: str | None = None
     state: str | None = None
 
@@ -75,6 +77,7 @@ def find_schedule(target: Target, workflow: str) -> LiveSchedule | None:
         expression=schedule["ScheduleExpression"],
         timezone=schedule.get("ScheduleExpressionTimezone") or "UTC",
         start=schedule.get("StartDate"),
+        end=schedule.get("EndDate"),
         name=schedule["Name"],
         state=schedule.get("State"),
     )
@@ -95,19 +98,18 @@ def tick_instants(schedule: LiveSchedule, now: datetime, *, after: bool) -> Iter
     instant = utc_second(now, zone)
     if isinstance(compiled, RateSchedule) and schedule.start is None:
         raise ValueError(f"{schedule.expression} is anchored at the schedule's start: give --start")
-    anchor = utc_second(schedule.start, zone) if schedule.start is not None else EARLIEST
+    first = utc_second(schedule.start, zone) if schedule.start is not None else EARLIEST
+    stop = min(LATEST, utc_second(schedule.end, zone) + SECOND) if schedule.end is not None else LATEST
     if after:
-        low, high, order = instant + timedelta(seconds=1), LATEST, Order.ASC
+        low, high, order = max(first, instant + SECOND), stop, Order.ASC
     else:
-        low, high, order = (
-            max(EARLIEST, anchor, instant - _LOOKBACK),
-            instant + timedelta(seconds=1),
-            Order.DESC,
-        )
+        low, high, order = max(first, instant - _LOOKBACK), min(stop, instant + SECOND), Order.DESC
+    if high <= low:
+        return iter(())
     return instants(
         compiled,
         zone,
-        anchor=anchor,
+        anchor=first,
         low=low,
         high=high,
         dst_gap=DstGap.SKIP,
