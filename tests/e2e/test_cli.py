@@ -305,3 +305,31 @@ def test_backfill_cancel_of_a_continued_backfill_stops_the_newest_execution_of_i
     listed = {row["id"]: row for row in document_of(cli("backfill", "list"))}
     assert listed[first]["chain"] == document["chain"]
     assert all(arn not in listed for arn in document["chain"][1:])
+
+
+def test_schedule_show_finds_the_stacks_live_schedule_and_the_state_of_its_ticks(cli: Any) -> None:
+    """The template's ExampleSchedule, provisioned, is found by the workflow its input names."""
+    submitted = cli(
+        "submit",
+        "example-target",
+        "--schedule-time",
+        "2022-02-15T01:00:00Z",
+        "--wait",
+        "--timeout",
+        "60",
+    )
+    assert submitted.exit_code == 0, submitted.output
+
+    result = cli(
+        "schedule", "show", "example-target", "--now", "2022-02-15T01:30:00Z", "--next", "1", "--last", "2"
+    )
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["schedule"]["expression"] == "cron(0 * * * ? *)"
+    assert document["schedule"]["state"] == "DISABLED"
+    assert document["next"] == ["2022-02-15T02:00:00Z"]
+    assert [(t["tick"], t["state"]) for t in document["last"]] == [
+        ("2022-02-15T01:00:00Z", "SUCCEEDED"),
+        ("2022-02-15T00:00:00Z", "MISSING"),
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from cfnlint.decode import decode
 
+from coordinator_tools.local.cloudformation import Intrinsics
 from coordinator_tools.local.provision import create_table_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,20 @@ def resource(logical_id: str) -> dict[str, Any]:
 def properties(logical_id: str) -> dict[str, Any]:
     found: dict[str, Any] = resource(logical_id).get("Properties", {})
     return found
+
+
+def with_parameters(value: Any, template: dict[str, Any] | None = None, **parameters: str) -> Any:
+    """`value` with its `Ref`s and `Fn::Sub`s of parameters resolved as CloudFormation would,
+    from `parameters` or else the defaults of `template` (template.yaml unless given);
+    resources and attributes stay symbolic."""
+    intrinsics = Intrinsics(
+        template or load_template(),
+        pseudo={},
+        physical=lambda logical_id: logical_id,
+        attribute=lambda logical_id, name: f"{logical_id}.{name}",
+        parameters=dict(parameters),
+    )
+    return intrinsics.resolve(value)
 
 
 def table_create_kwargs(

@@ -1,14 +1,17 @@
 """A tick fired by the live schedule and the same tick run by a backfill are one payload.
 
-The live schedule (EventBridge Scheduler, `ExampleSchedule` in template.yaml) stamps its
-message with `<aws.scheduler.scheduled-time>`; the backfill state machine sends each tick
-that the range function returns as `scheduleTime`. Both become `<workflow>/<UTC time>`, so a
-backfill over a span the schedule already ran resolves those ticks at once, never twice.
+The live schedule (EventBridge Scheduler, `ExampleSchedule` in template.yaml, declared by its
+parameters) stamps its message with `<aws.scheduler.scheduled-time>`; the backfill state
+machine sends each tick that the range function returns as `scheduleTime`. Both become
+`<workflow>/<UTC time>`, so a backfill over a span the schedule already ran resolves those
+ticks at once, never twice.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,14 +19,20 @@ import pytest
 from coordinator.errors import InvalidMessage
 from coordinator.messages import parse_process_message
 from coordinator.schedule import RangeRequest, range_page
-from tests.support.template import properties, state_machine_definitions
+from tests.support.template import ROOT, load_template, properties, state_machine_definitions, with_parameters
 
 # Scheduler renders the placeholder as an ISO-8601 UTC instant with a Z.
 FIRED_AT = "2022-02-15T01:00:00Z"
 
 
-def live_message(scheduled_time: str) -> dict[str, Any]:
-    rendered = properties("ExampleSchedule")["Target"]["Input"].replace(
+def live_schedule(**parameters: str) -> dict[str, Any]:
+    """ExampleSchedule's properties as deployed with `parameters` (the defaults for the rest)."""
+    resolved: dict[str, Any] = with_parameters(properties("ExampleSchedule"), **parameters)
+    return resolved
+
+
+def live_message(scheduled_time: str, **parameters: str) -> dict[str, Any]:
+    rendered = live_schedule(**parameters)["Target"]["Input"].replace(
         "<aws.scheduler.scheduled-time>", scheduled_time
     )
     return dict(json.loads(rendered))
@@ -67,7 +76,7 @@ def backfill_message(
 
 def test_live_tick_and_backfilled_tick_have_the_same_payload_id() -> None:
     live = live_message(FIRED_AT)
-    schedule = properties("ExampleSchedule")
+    schedule = live_schedule()
     page = range_page(
         RangeRequest.from_event(
             {
@@ -95,8 +104,6 @@ def test_ticks_of_different_hours_are_different_payloads() -> None:
 
 
 # -- the logical time: the `coordinator` block of a live tick and of the same tick backfilled --
-
-LIVE_INPUT = properties("ExampleSchedule")["Target"]["Input"]
 
 
 def live_message_of(
@@ -126,11 +133,69 @@ def backfilled_block(expression: str, timezone: str, start: str, stop: str, tick
 
 
 def test_the_live_schedule_names_its_own_expression_and_zone() -> None:
-    schedule = properties("ExampleSchedule")
+    schedule = live_schedule()
     assert live_message(FIRED_AT)["schedule"] == {
         "expression": schedule["ScheduleExpression"],
         "timezone": schedule.get("ScheduleExpressionTimezone", "UTC"),
     }
+
+
+def test_the_readmes_schedule_block_for_a_teams_template_fires_ticks_identical_to_the_backfills(
+    tmp_path: Path,
+) -> None:
+    """The copy-paste block the README gives a team, as CloudFormation would resolve it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "AWS::Scheduler::Schedule" in b)
+    (tmp_path / "team.yaml").write_text(block, encoding="utf-8")
+    team = load_template(tmp_path / "team.yaml")
+    queue = "arn:aws:sqs:eu-north-1:000000000000:coordinator-process"
+    schedule = with_parameters(
+        team["Resources"]["NightlyExport"]["Properties"], team, CoordinatorQueueArn=queue
+    )
+    tick = "2025-03-31T00:30:00Z"
+    live = json.loads(schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", tick))
+    expression, timezone = schedule["ScheduleExpression"], schedule["ScheduleExpressionTimezone"]
+
+    assert live["schedule"] == {"expression": expression, "timezone": timezone}
+    message = backfill_message(
+        live["workflow"], live["input"], tick, expression, timezone, "2025-03-25T00:00:00"
+    )
+    assert parse_process_message(json.dumps(live), max_bytes=262_144).execution_input(1) == (
+        parse_process_message(json.dumps(message), max_bytes=262_144).execution_input(1)
+    )
+
+
+def test_a_schedule_declared_by_its_parameters_fires_ticks_identical_to_the_backfills() -> None:
+    """The parameters are the whole declaration: workflow, expression, zone and input, each named
+    once, so the schedule fires when its message says and the tick's execution input is the
+    backfill's, byte for byte (here a daily 02:30 in Stockholm, across spring forward)."""
+    parameters = {
+        "ScheduledWorkflow": "nightly-export",
+        "ScheduleExpression": "cron(30 2 * * ? *)",
+        "ScheduleTimezone": "Europe/Stockholm",
+        "ScheduleInput": '{"bucket": "exports", "full": false}',
+    }
+    schedule = live_schedule(**parameters)
+    tick = "2025-03-31T00:30:00Z"
+    live = live_message(tick, **parameters)
+
+    assert (schedule["ScheduleExpression"], schedule["ScheduleExpressionTimezone"]) == (
+        "cron(30 2 * * ? *)",
+        "Europe/Stockholm",
+    )
+    assert live["workflow"] == "nightly-export"
+    assert live["input"] == {"bucket": "exports", "full": False}
+    assert live["schedule"] == {"expression": "cron(30 2 * * ? *)", "timezone": "Europe/Stockholm"}
+    message = backfill_message(
+        "nightly-export", live["input"], tick, "cron(30 2 * * ? *)", "Europe/Stockholm", "2025-03-25T00:00:00"
+    )
+    live_parsed = parse_process_message(json.dumps(live), max_bytes=262_144)
+    backfilled = parse_process_message(json.dumps(message), max_bytes=262_144)
+    assert live_parsed.payload_id == backfilled.payload_id == f"nightly-export/{tick}"
+    assert live_parsed.execution_input(1) == backfilled.execution_input(1)
+    assert json.loads(live_parsed.execution_input(1))["coordinator"]["data_interval_start"] == (
+        "2025-03-29T01:30:00Z"
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from tests.support.template import (
     resources,
     table_create_kwargs,
     table_ttl_specification,
+    with_parameters,
 )
 
 DISPATCHER_FILTER = {
@@ -281,7 +282,7 @@ def test_outputs_name_what_tools_and_tests_read() -> None:
 
 def test_live_schedule_stamps_each_tick_with_its_scheduled_time() -> None:
     target = properties("ExampleSchedule")["Target"]
-    message = json.loads(target["Input"])
+    message = json.loads(with_parameters(target["Input"]))
 
     assert _arn_target(target["Arn"]) == "ProcessQueue"
     assert message["scheduleTime"] == "<aws.scheduler.scheduled-time>"

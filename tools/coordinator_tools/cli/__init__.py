@@ -8,7 +8,7 @@ out, 8 still running (a re-run of a CLAIMED or PROCESSING payload, which would b
 
 from __future__ import annotations
 
-from coordinator_tools.cli import backfill, payloads
+from coordinator_tools.cli import backfill, payloads, schedule
 from coordinator_tools.cli.backfill import BackfillProgress, failed_ticks, follow_backfill, show_backfill
 from coordinator_tools.cli.common import Options, app
 
@@ -21,6 +21,7 @@ __all__ = [
     "follow_backfill",
     "main",
     "payloads",
+    "schedule",
     "show_backfill",
 ]
 
