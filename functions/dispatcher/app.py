@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from coordinator.dispatch import Dispatched, ResolvedWaiter, dispatch
+from coordinator.dispatch import Dispatched, ResolvedWaiter, dispatch, dispatch_gate
+from coordinator.gate import Heard
 from coordinator.observability import logger, metrics, tracer
 from coordinator.services import services
 
@@ -26,11 +27,15 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire
 
 @tracer.capture_method
 def handle(record: DynamoDBRecord) -> str:
-    """One waiter. TTL deletions (REMOVE) and rows still WAITING or already notified are skipped."""
+    """One waiter, or one gate's upstream (`coordinator.gate`). TTL deletions (REMOVE) and
+    rows still WAITING or already notified are skipped."""
     stream = record.dynamodb
     if record.event_name is DynamoDBRecordEventName.REMOVE or stream is None:
         return Dispatched.SKIPPED.value
-    waiter = ResolvedWaiter.from_image(stream.new_image)
+    image = stream.new_image
+    if (gate := Heard.from_image(image)) is not None:
+        return dispatch_gate(services(), gate)
+    waiter = ResolvedWaiter.from_image(image)
     if waiter is None:
         return Dispatched.SKIPPED.value
     return dispatch(services(), waiter)

@@ -23,6 +23,7 @@ NEEDED: dict[str, set[str]] = {
         "dynamodb:UpdateItem",  # claim_payload, move_waiter, settle (INVALID)
         "dynamodb:Query",  # cycle walk on by_waiter, settle's waiter query
         "dynamodb:GetItem",  # settle: the row again between pages of over 100 waiters
+        "dynamodb:BatchGetItem",  # arm: the upstreams' STATE rows of a gate
         "states:StartExecution",  # start_attempt
         "states:DescribeStateMachine",  # refuse_express, once per workflow per container
         "states:DescribeExecution",  # follow_redrive before a re-run
@@ -46,7 +47,10 @@ NEEDED: dict[str, set[str]] = {
     | {
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
-        "dynamodb:UpdateItem",  # mark_notified
+        "dynamodb:UpdateItem",  # mark_notified; a gate's count, opening or end
+        "dynamodb:Query",  # settle of a gate that ended: its waiters
+        "dynamodb:GetItem",  # settle: the row again between pages of over 100 waiters
+        "states:StartExecution",  # a gate opened by its last upstream starts its payload
         "dynamodb:DescribeStream",  # the stream event source mapping reads as the function
         "dynamodb:GetRecords",
         "dynamodb:GetShardIterator",
@@ -58,6 +62,8 @@ NEEDED: dict[str, set[str]] = {
         "dynamodb:Query",  # by_pending pages, settle's waiter query
         "dynamodb:GetItem",  # the STATE row behind a stale index entry
         "dynamodb:UpdateItem",  # settle, move_waiter, touch_pending
+        "dynamodb:PutItem",  # arm: a gate row a crash left unput
+        "dynamodb:BatchGetItem",  # arm: the upstreams' STATE rows of a gate
         "states:DescribeExecution",
         "states:StartExecution",  # a claim whose start was lost
         "states:RedriveExecution",  # a redrive claim whose redrive was lost

@@ -24,19 +24,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from coordinator.gate import Heard, hear
 from coordinator.identity import token_digest
 from coordinator.observability import logger, metrics
 from coordinator.rejection import CLOSED_TOKEN, MAX_CAUSE
 from coordinator.services import Services
 from coordinator.settle import error_cause
 from coordinator.states import FAILURE_OF, WaiterState
-from coordinator.table import WAITER_PREFIX
+from coordinator.table import WAITER_PREFIX, gate_key
 
 
 class Dispatched(StrEnum):
     RESUMED = "resumed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    COUNTED = "counted"  # a gate's upstream succeeded: counted on the gated payload
+    GATE_ENDED = "gate_ended"  # a gate's upstream did not succeed: the gated payload ended
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,26 @@ def dispatch(services: Services, waiter: ResolvedWaiter) -> str:
         token_sha256=token_digest(waiter.task_token),
     )
     return outcome
+
+
+def dispatch_gate(services: Services, heard: Heard) -> str:
+    """A gate's callback: count the upstream (or end the gate), then record it as for a token.
+
+    Only after `hear` has done its writes is the row stamped, so a crash in between leaves it
+    for the stream's retry; hearing twice changes nothing (`coordinator.gate`)."""
+    hear(services, heard)
+    outcome = Dispatched.COUNTED if heard.upstream_state is WaiterState.SUCCEEDED else Dispatched.GATE_ENDED
+    services.table.mark_notified(
+        heard.upstream_id,
+        gate_key(heard.gated_arn),
+        outcome.value,
+        services.clock(),
+        retention_seconds=services.settings.retention_seconds,
+    )
+    logger.info(
+        "gate heard", payload_id=heard.upstream_id, gated_payload_id=heard.gated_id, outcome=outcome.value
+    )
+    return outcome.value
 
 
 def success_output(waiter: ResolvedWaiter) -> dict[str, Any]:

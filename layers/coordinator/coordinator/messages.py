@@ -17,14 +17,16 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,11 +40,17 @@ from coordinator.identity import (
     input_digest,
     scheduled_payload_id,
 )
-from coordinator.schedule import RateSchedule, compile_schedule, data_interval, zone_of
+from coordinator.schedule import RateSchedule, compile_schedule, data_interval, ticks_between, zone_of
 from coordinator.states import Rerun
 
 # Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
 MAX_WAIT_SECONDS = 366 * 86_400
+
+# A gate waits this long for its upstream payloads unless an `after` entry says otherwise.
+DEFAULT_GATE_TIMEOUT_SECONDS = 86_400
+# The most upstream payloads one gate counts (a month of hourly ticks is 744): the gated row
+# keeps their ids, and a DynamoDB item is at most 400 KB.
+MAX_UPSTREAMS = 1_000
 
 # DynamoDB counts key sizes in UTF-8 bytes: a partition key up to 2,048, a sort key up to 1,024.
 # A payload id is the table's partition key and by_waiter's sort key (a waiter's own payload id
@@ -113,6 +121,99 @@ class TickSchedule(BaseModel):
         }
 
 
+GateTimeout = Annotated[int, Field(ge=1, le=MAX_WAIT_SECONDS)]
+
+
+class AfterPayload(BaseModel):
+    """`after` entry: a payload by id (`{"id"}`), or one to submit if absent (a process
+    message's own fields: `workflow`, `input`, `scheduleTime`, `schedule`, `id`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: PayloadId | None = None
+    workflow: WorkflowName | None = None
+    input: dict[str, Any] | None = None
+    schedule_time: AwareDatetime | None = Field(default=None, alias="scheduleTime")
+    schedule: TickSchedule | None = None
+    timeout_seconds: GateTimeout = DEFAULT_GATE_TIMEOUT_SECONDS
+
+    @model_validator(mode="after")
+    def _an_id_or_a_message(self) -> Self:
+        if self.workflow is None:
+            if self.id is None:
+                raise ValueError("an after entry names a payload: `id`, or a `workflow` to submit")
+            if self.input is not None or self.schedule_time is not None or self.schedule is not None:
+                raise ValueError("an after entry with `input`, `scheduleTime` or `schedule` needs `workflow`")
+        return self
+
+    def submission(self) -> ProcessMessage | None:
+        if self.workflow is None:
+            return None
+        return ProcessMessage(
+            workflow=self.workflow,
+            input=self.input or {},
+            id=self.id,
+            schedule_time=self.schedule_time,
+            schedule=self.schedule,
+        )
+
+
+class AfterWindow(BaseModel):
+    """`after` entry: another schedule's ticks inside this payload's data interval, each the
+    payload its live schedule and backfills run (`<workflow>/<tick>`); with `input`, the ticks
+    not yet submitted are submitted with it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow: WorkflowName
+    schedule: TickSchedule
+    within: Literal["data_interval"]
+    input: dict[str, Any] | None = None
+    timeout_seconds: GateTimeout = DEFAULT_GATE_TIMEOUT_SECONDS
+
+
+class AfterPrevious(BaseModel):
+    """`after` entry: this payload's own previous tick (Airflow's depends_on_past).
+
+    The previous tick is the schedule's tick before this one (`data_interval_start`), waited
+    for whether or not it has been submitted yet, so ticks submitted out of order start in
+    order. A tick at or before `first` has no previous tick to wait for: the chain's first.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    previous: Literal[True]
+    first: AwareDatetime | None = None
+    timeout_seconds: GateTimeout = DEFAULT_GATE_TIMEOUT_SECONDS
+
+
+def _after_kind(entry: Any) -> str:
+    if isinstance(entry, dict):
+        if "previous" in entry:
+            return "previous"
+        if "within" in entry:
+            return "window"
+    return "payload"
+
+
+AfterEntry = Annotated[
+    Annotated[AfterPayload, Tag("payload")]
+    | Annotated[AfterWindow, Tag("window")]
+    | Annotated[AfterPrevious, Tag("previous")],
+    Discriminator(_after_kind),
+]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One payload a gated payload waits for, with how long, and the message that submits it
+    if it is absent (None: it is left to its own sender)."""
+
+    payload_id: str
+    timeout_seconds: int
+    submit: PayloadRequest | None = None
+
+
 class ProcessMessage(BaseModel):
     """The native process message."""
 
@@ -128,6 +229,8 @@ class ProcessMessage(BaseModel):
     # redriven from the failed state (`coordinator.redrive`).
     rerun: Rerun = Rerun.NEW_ATTEMPT
     callback: Callback | None = None
+    # Upstream payloads that must succeed before this one starts (`coordinator.gate`).
+    after: list[AfterEntry] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _schedule_time_is_a_tick(self) -> ProcessMessage:
@@ -151,6 +254,54 @@ class ProcessMessage(BaseModel):
         if self.schedule_time is not None:
             return scheduled_payload_id(self.workflow, self.schedule_time)
         return content_payload_id(self.workflow, self.input)
+
+    def upstreams(self) -> tuple[Upstream, ...]:
+        """The `after` entries as the payloads they name, each once (its shortest timeout)."""
+        found: dict[str, Upstream] = {}
+        for entry in self.after or ():
+            for upstream in self._resolve(entry):
+                known = found.get(upstream.payload_id)
+                if known is None or upstream.timeout_seconds < known.timeout_seconds:
+                    found[upstream.payload_id] = upstream
+        if self.payload_id() in found:
+            raise ValueError(f"after: payload {self.payload_id()!r} cannot wait for itself")
+        if len(found) > MAX_UPSTREAMS:
+            raise ValueError(f"after: {len(found)} upstream payloads, over the limit of {MAX_UPSTREAMS}")
+        return tuple(found.values())
+
+    def _resolve(self, entry: AfterPayload | AfterWindow | AfterPrevious) -> list[Upstream]:
+        if isinstance(entry, AfterPayload):
+            message = entry.submission()
+            if message is None:
+                assert entry.id is not None
+                return [Upstream(entry.id, entry.timeout_seconds)]
+            return [Upstream(message.payload_id(), entry.timeout_seconds, request_of(message))]
+        if self.schedule is None or self.schedule_time is None:
+            kind = "previous" if isinstance(entry, AfterPrevious) else "within"
+            raise ValueError(f"after: a `{kind}` entry needs this payload's scheduleTime and schedule")
+        start, end = data_interval(
+            self.schedule.expression, self.schedule.timezone, self.schedule_time, anchor=self.schedule.start
+        )
+        if isinstance(entry, AfterPrevious):
+            if start is None or (entry.first is not None and self.schedule_time <= entry.first):
+                return []
+            return [Upstream(scheduled_payload_id(self.workflow, start), entry.timeout_seconds)]
+        if start is None:
+            raise ValueError("after: `within` needs a data interval, and this tick has no previous tick")
+        window = entry.schedule
+        upstreams = []
+        for tick in ticks_between(window.expression, window.timezone, start, end, anchor=window.start):
+            submit = None
+            if entry.input is not None:
+                submit = request_of(
+                    ProcessMessage(
+                        workflow=entry.workflow, input=entry.input, schedule_time=tick, schedule=window
+                    )
+                )
+            upstreams.append(
+                Upstream(scheduled_payload_id(entry.workflow, tick), entry.timeout_seconds, submit)
+            )
+        return upstreams
 
 
 # The cirrus models are built on the first cirrus message (`defer_build`), not at import: most
@@ -215,6 +366,8 @@ class PayloadRequest:
     replace: bool = False
     rerun: Rerun = Rerun.NEW_ATTEMPT
     callback: Callback | None = None
+    # The upstream payloads it starts after (empty: it starts at once).
+    after: tuple[Upstream, ...] = ()
     # The sender named the id (`id`): it then also stands for this input (see `identity_conflict`).
     explicit_id: bool = False
     # Execution inputs built so far, by attempt: the parse checks attempt 1's size and the claim
@@ -281,24 +434,29 @@ def parse_process_message(body: str, *, max_bytes: int) -> PayloadRequest:
                     explicit_id=cirrus.id is not None,
                 )
             )
-        message = ProcessMessage.model_validate(raw)
-        return within_limits(
-            PayloadRequest(
-                payload_id=message.payload_id(),
-                workflow=message.workflow,
-                input=message.input,
-                schedule_time=message.schedule_time,
-                schedule=message.schedule,
-                replace=message.replace,
-                rerun=message.rerun,
-                callback=message.callback,
-                explicit_id=message.id is not None,
-            )
-        )
+        return request_of(ProcessMessage.model_validate(raw))
     except ValidationError as error:
         raise InvalidMessage(describe(error), token=_token_in(raw)) from error
     except ValueError as error:
         raise InvalidMessage(str(error), token=_token_in(raw)) from error
+
+
+def request_of(message: ProcessMessage) -> PayloadRequest:
+    """The request a validated native message stands for (its `after` resolved), within limits."""
+    return within_limits(
+        PayloadRequest(
+            payload_id=message.payload_id(),
+            workflow=message.workflow,
+            input=message.input,
+            schedule_time=message.schedule_time,
+            schedule=message.schedule,
+            replace=message.replace,
+            rerun=message.rerun,
+            callback=message.callback,
+            after=message.upstreams(),
+            explicit_id=message.id is not None,
+        )
+    )
 
 
 def within_limits(request: PayloadRequest) -> PayloadRequest:
@@ -308,6 +466,7 @@ def within_limits(request: PayloadRequest) -> PayloadRequest:
     items), so nothing reaches a call that would refuse it with a ValidationException.
     """
     ids = [("payload id", request.payload_id)]
+    ids += [("after: upstream payload id", upstream.payload_id) for upstream in request.after]
     if request.callback is not None and request.callback.waiter_payload_id is not None:
         ids.append(("callback.waiter_payload_id", request.callback.waiter_payload_id))
     for name, value in ids:

@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 
 from coordinator.cycles import find_cycle
 from coordinator.errors import InvalidMessage
+from coordinator.gate import arm
 from coordinator.identity import state_machine_arn, state_machine_of, token_key
 from coordinator.observability import Metric, logger, metrics
 from coordinator.redrive import follow_redrive, resume_redrive, send_redrive
@@ -72,6 +73,7 @@ class Processed(StrEnum):
     IN_PROGRESS = "in_progress"  # an attempt is running; a waiter will hear from update-state
     ALREADY_DONE = "already_done"  # final and not re-run; the waiter was resolved at once
     CYCLE = "cycle"  # the waiter would close a cycle and was failed at once
+    GATED = "gated"  # the payload waits for its upstream payloads (`coordinator.gate`)
 
 
 # DynamoDB answers about the request itself (a key or an item over its size, a bad value):
@@ -140,11 +142,19 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
         refuse(services, request, claim.refusal, execution_arn=current.execution_arn)
     if claim.claimed:
         metrics.add_metric(name=Metric.PAYLOADS_CLAIMED, unit="Count", value=1)
+        if current.state is State.GATED:
+            metrics.add_metric(name=Metric.GATES_ARMED, unit="Count", value=1)
+            arm(services, current, request, request_id=request_id, check_cycles=True)
+            return Processed.GATED
         if current.is_redrive_claim:
             send_redrive(services, current)
             return Processed.REDRIVEN
         start_attempt(services, current)
         return Processed.STARTED
+    if current.state is State.GATED:
+        # Armed by this message or another: arm again (a crash may have left it half armed).
+        arm(services, current, request, request_id=request_id)
+        return Processed.GATED
     if current.state is State.CLAIMED:
         # Claimed but maybe never started (its claimer crashed between the two calls).
         if current.is_redrive_claim:
@@ -183,7 +193,7 @@ def _claim_rerun(
     current = follow_redrive(services, seen)
     if current is not seen and not may_rerun(request, current, request_id):
         return Claim(claimed=False, current=current)
-    if request.rerun is Rerun.REDRIVE and current.state in REDRIVABLE:
+    if request.rerun is Rerun.REDRIVE and current.state in REDRIVABLE and not current.never_started:
         return table.claim_redrive(current, services.clock(), request_id=request_id)
     return table.claim_payload(request, machine, services.clock(), request_id=request_id, rerun_of=current)
 

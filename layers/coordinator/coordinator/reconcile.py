@@ -11,6 +11,9 @@ first, spread over shards) and acts on rows older than the lease:
   exactly as update-state would have, for the run DescribeExecution names (its redrive count).
   A redrive whose events were lost is found the same way, or, if its row had ended, by the
   next message for the payload (`follow_redrive`).
+- GATED (`coordinator.gate`): past a missing upstream's deadline, ended DependencyTimedOut;
+  else armed again (a gate row a crash left unput is put, one whose upstream ended is moved,
+  moved ones are heard), so a lost stream record or a crash never holds a gate shut.
 - WAITING whose payload is already final: move the waiter on (the dispatcher does the rest).
 - anything still legitimately in progress is sent to the back of the queue (`touch_pending`).
 
@@ -27,6 +30,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from coordinator.errors import CoordinatorError
+from coordinator.gate import arm, expire
 from coordinator.observability import Metric, logger, metrics
 from coordinator.process import start_attempt
 from coordinator.redrive import apply_described, describe, redrive_count_of, send_redrive
@@ -118,6 +122,9 @@ def _shard_order(now: datetime) -> list[str]:
 def _repair_state(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
     arn = row["execution_arn"]
     payload_id = row["payload_id"]
+    if row.get("state") == State.GATED:
+        _repair_gate(services, row, report)
+        return
     described = describe(services, arn)
     # The index row lacks the redrive count: the STATE row itself, read consistently.
     current = services.table.get_state(payload_id)
@@ -161,6 +168,21 @@ def _repair_state(services: Services, row: dict[str, Any], report: ReconcileRepo
         state=str(state),
         redrive_count=count,
     )
+
+
+def _repair_gate(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:
+    gated = services.table.get_state(row["payload_id"])
+    if gated is None or gated.state is not State.GATED or gated.execution_arn != row["execution_arn"]:
+        return  # moved on since the index was read
+    if expire(services, gated) is not None:
+        report.settled += 1
+        logger.info("gate timed out", payload_id=gated.payload_id)
+        return
+    after = arm(services, gated, None, request_id="reconcile")
+    if after is not None and after.state is not State.GATED:
+        report.restarted += 1
+        return
+    _defer(services, row, report)
 
 
 def _repair_waiter(services: Services, row: dict[str, Any], report: ReconcileReport) -> None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 class State(StrEnum):
     """`state` of a payload's STATE row."""
 
+    GATED = "GATED"  # waiting for its upstream payloads (`coordinator.gate`); no execution yet
     CLAIMED = "CLAIMED"
     PROCESSING = "PROCESSING"
     SUCCEEDED = "SUCCEEDED"
@@ -35,7 +36,7 @@ class Rerun(StrEnum):
     REDRIVE = "redrive"  # the same execution, redriven from the state that failed
 
 
-ACTIVE = frozenset({State.CLAIMED, State.PROCESSING})
+ACTIVE = frozenset({State.GATED, State.CLAIMED, State.PROCESSING})
 RETRYABLE = frozenset({State.FAILED, State.ABORTED, State.TIMED_OUT})
 # The ends Step Functions can redrive an execution from (within 14 days of it).
 REDRIVABLE = RETRYABLE

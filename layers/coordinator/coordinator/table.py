@@ -41,7 +41,14 @@ from coordinator.identity import (
     input_digest,
     token_key,
 )
-from coordinator.states import ACTIVE, FINAL, RETRYABLE, InvalidCause, State, WaiterState
+from coordinator.states import (
+    ACTIVE,
+    FINAL,
+    RETRYABLE,
+    InvalidCause,
+    State,
+    WaiterState,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -56,6 +63,7 @@ WAITER_PAGE = 100
 PENDING_SHARDS = 8
 BY_WAITER = "by_waiter"
 BY_PENDING = "by_pending"
+GATE_PREFIX = "WAITER#GATE#"
 # Claims can race with other claims for the same payload; each lost race costs one retry.
 MAX_CLAIM_ROUNDS = 5
 
@@ -91,6 +99,11 @@ def pending_shards() -> list[str]:
     return [f"{kind}#{bucket}" for kind in (STATE_KEY, "WAITER") for bucket in range(PENDING_SHARDS)]
 
 
+def gate_key(gated_execution_arn: str) -> str:
+    """Sort key of a gate's row on an upstream payload: one per gated attempt (its ARN)."""
+    return GATE_PREFIX + hashlib.sha256(gated_execution_arn.encode()).hexdigest()
+
+
 def is_condition_failure(error: ClientError) -> bool:
     return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
@@ -120,6 +133,18 @@ class PayloadState:
     # How often the attempt's execution has been redriven, as far as the row knows: with the
     # execution ARN, the fence of every status event (an event of an earlier run is stale).
     redrive_count: int = 0
+    # A gated attempt's upstream payloads, each with the epoch second its wait ends, and the
+    # ones counted as succeeded so far (`coordinator.gate`).
+    gate_upstreams: Mapping[str, int] | None = None
+    gate_met: frozenset[str] = frozenset()
+
+    @property
+    def gate_missing(self) -> list[str]:
+        """The upstream payloads of the gate not yet counted, in the order the message gave."""
+        return [upstream for upstream in self.gate_upstreams or {} if upstream not in self.gate_met]
+
+    # Ended by its gate (an upstream failed, the wait timed out) before any execution.
+    never_started: bool = False
 
     @property
     def is_redrive_claim(self) -> bool:
@@ -178,6 +203,13 @@ class PayloadState:
             claimed_at=row.get("claimed_at"),
             updated_at=row.get("updated_at"),
             redrive_count=int(row.get("redrive_count", 0)),
+            gate_upstreams=(
+                {upstream: int(deadline) for upstream, deadline in row["gate_upstreams"].items()}
+                if row.get("gate_upstreams")
+                else None
+            ),
+            gate_met=frozenset(row.get("gate_met") or ()),
+            never_started=bool(row.get("gate_ended", False)),
         )
 
 
@@ -424,6 +456,115 @@ class PayloadTable:
             if not start:
                 return sorted(set(found))
 
+    # -- gates -------------------------------------------------------------------------------
+
+    def register_gate(
+        self, upstream_id: str, gated: PayloadState, now: datetime, *, retention_seconds: int
+    ) -> WaiterState | None:
+        """Put the gate's WAITER row on `upstream_id` unless it is there (None if put, else the
+        row's state). A waiter like any other to settle and reconcile; its callback is to count
+        the upstream on the gated row (`coordinator.gate`), so it has no token."""
+        assert gated.gate_upstreams is not None
+        row: dict[str, Any] = {
+            "payload_id": upstream_id,
+            "sk": gate_key(gated.execution_arn),
+            "gate_payload_id": gated.payload_id,
+            "gate_execution_arn": gated.execution_arn,
+            "waiter_payload_id": gated.payload_id,
+            "waiter_state": str(WaiterState.WAITING),
+            "registered_at": _stamp(now),
+            "expiration_time": gated.gate_upstreams[upstream_id] + retention_seconds,
+            "pending_shard": pending_shard("WAITER", upstream_id),
+            "pending_since": _stamp(now),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_to_item(row),
+                ConditionExpression="attribute_not_exists(sk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            old = from_item(error.response.get("Item", {}))
+            return WaiterState(old.get("waiter_state", WaiterState.WAITING))
+        return None
+
+    def count_upstream(self, gated_id: str, arn: str, upstream_id: str, now: datetime) -> PayloadState | None:
+        """Add `upstream_id` to the gated attempt's succeeded upstreams (a set: counting it twice
+        changes nothing). Only while the row is that attempt, GATED. Returns the row as it now
+        is (or as it was, if it is not GATED at that attempt any more; None: no row)."""
+        return self._gate_write(
+            gated_id,
+            arn,
+            "SET updated_at = :now ADD gate_met :upstream",
+            {":upstream": {upstream_id}, ":now": _stamp(now)},
+        )
+
+    def open_gate(self, gated_id: str, arn: str, now: datetime) -> PayloadState | None:
+        """GATED -> CLAIMED for the attempt `arn`; the row after (or as it was, if not GATED).
+
+        Whoever finds the row CLAIMED at `arn` starts the attempt: its name makes the start
+        happen once however many callers find it so (`coordinator.process.start_attempt`)."""
+        values = {
+            ":claimed": str(State.CLAIMED),
+            ":now": _stamp(now),
+            ":shard": pending_shard(STATE_KEY, gated_id),
+        }
+        update = (
+            "SET #state = :claimed, claimed_at = :now, updated_at = :now, "
+            "pending_shard = :shard, pending_since = :now"
+        )
+        return self._gate_write(gated_id, arn, update, values)
+
+    def end_gate(
+        self, gated_id: str, arn: str, state: State, now: datetime, *, error: str, cause: str
+    ) -> PayloadState | None:
+        """GATED -> `state` (FAILED or TIMED_OUT) with `error` naming the upstream; the row after
+        (or before, if the gate had opened or ended already). settle then moves its waiters."""
+        values = {":final": str(state), ":now": _stamp(now), ":error": error, ":cause": cause, ":ended": True}
+        update = (
+            "SET #state = :final, #error = :error, cause = :cause, gate_ended = :ended, updated_at = :now, "
+            "finished_at = :now REMOVE pending_shard, pending_since"
+        )
+        return self._gate_write(gated_id, arn, update, values)
+
+    def _gate_write(
+        self, gated_id: str, arn: str, update: str, values: dict[str, Any]
+    ) -> PayloadState | None:
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"payload_id": gated_id, "sk": STATE_KEY}),
+                UpdateExpression=update,
+                ConditionExpression="execution_arn = :arn AND #state = :gated",
+                ExpressionAttributeNames=_names({"#state": "state", "#error": "error"}, update + "#state"),
+                ExpressionAttributeValues=_to_item({**values, ":arn": arn, ":gated": str(State.GATED)}),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as failure:
+            if not is_condition_failure(failure):
+                raise
+            old = failure.response.get("Item")
+            return PayloadState.from_row(from_item(old)) if old else None
+        return PayloadState.from_row(from_item(response["Attributes"]))
+
+    def get_states(self, payload_ids: list[str]) -> dict[str, PayloadState]:
+        """The STATE rows of many payloads, strongly consistent, 100 to a BatchGetItem."""
+        found: dict[str, PayloadState] = {}
+        for first in range(0, len(payload_ids), 100):
+            keys = [_to_item({"payload_id": p, "sk": STATE_KEY}) for p in payload_ids[first : first + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    state = PayloadState.from_row(from_item(item))
+                    found[state.payload_id] = state
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
     # -- payload state -----------------------------------------------------------------------
 
     def claim_payload(
@@ -465,8 +606,9 @@ class PayloadTable:
             if seen is not None and (too_large := messages.execution_input_problem(execution_input)):
                 # A re-run's block differs (its attempt, the row's schedule time): checked again.
                 return Claim(claimed=False, current=seen, refusal=too_large)
+            state = State.GATED if request.after else State.CLAIMED
             row = {
-                ":claimed": str(State.CLAIMED),
+                ":claimed": str(state),
                 ":attempt": attempt,
                 ":arn": arn,
                 ":workflow": request.workflow,
@@ -497,9 +639,24 @@ class PayloadTable:
             if request.schedule is not None:
                 row[":tick_schedule"] = request.schedule.model_dump_json()
                 sets.append("#tick_schedule = :tick_schedule")
-            update = (
-                f"SET {', '.join(sets)} REMOVE #output, output_ref, #error, cause, invalid_cause, finished_at"
-            )
+            removes = [
+                "#output",
+                "output_ref",
+                "#error",
+                "cause",
+                "invalid_cause",
+                "finished_at",
+                "gate_met",
+                "gate_ended",
+            ]
+            armed_at = int(now.timestamp())
+            gate = {upstream.payload_id: armed_at + upstream.timeout_seconds for upstream in request.after}
+            if gate:
+                row[":gate"] = gate
+                sets.append("gate_upstreams = :gate")
+            else:
+                removes.append("gate_upstreams")
+            update = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
             try:
                 self.client.update_item(
                     TableName=self.table_name,
@@ -537,7 +694,7 @@ class PayloadTable:
                 claimed=True,
                 current=PayloadState(
                     payload_id=request.payload_id,
-                    state=State.CLAIMED,
+                    state=state,
                     attempt=attempt,
                     execution_arn=arn,
                     workflow=request.workflow,
@@ -546,6 +703,7 @@ class PayloadTable:
                     input=execution_input,
                     input_sha256=request.input_sha256,
                     claimed_by=request_id,
+                    gate_upstreams=gate or None,
                 ),
             )
         raise ClaimContention(request.payload_id)

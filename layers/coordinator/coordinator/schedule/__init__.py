@@ -28,7 +28,7 @@ from coordinator.schedule.expressions import (
     compile_schedule,
 )
 from coordinator.schedule.instants import DstFold, DstGap, Order, zone_of
-from coordinator.schedule.interval import data_interval
+from coordinator.schedule.interval import data_interval, ticks_between
 from coordinator.schedule.range_request import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -64,5 +64,6 @@ __all__ = [
     "page_cursors",
     "range_page",
     "ticks",
+    "ticks_between",
     "zone_of",
 ]

@@ -64,6 +64,33 @@ def data_interval(
     return (previous.replace(tzinfo=UTC) if previous else None), instant.replace(tzinfo=UTC)
 
 
+def ticks_between(
+    expression: str, timezone: str, low: datetime, high: datetime, *, anchor: datetime | None
+) -> list[datetime]:
+    """The schedule's ticks in `[low, high)` (aware UTC), as Scheduler fires them: a gate's
+    window of another schedule inside this payload's data interval (`coordinator.gate`)."""
+    schedule, zone = compile_schedule(expression), zone_of(timezone)
+    start, end = utc_second(low, zone), utc_second(high, zone)
+    if isinstance(schedule, RateSchedule):
+        if anchor is None:
+            raise InvalidSchedule(
+                "schedule.start", "rate(...) is anchored at the schedule's start: give `start`"
+            )
+        found = instants(
+            schedule,
+            zone,
+            anchor=utc_second(anchor, zone),
+            low=start,
+            high=end,
+            dst_gap=DstGap.SKIP,
+            dst_fold=DstFold.ONCE,
+            order=Order.ASC,
+        )
+    else:
+        found = _scheduler_instants(schedule, zone, start, end, Order.ASC)
+    return [instant.replace(tzinfo=UTC) for instant in found]
+
+
 def _scheduler_instants(
     schedule: CronSchedule, zone: ZoneInfo, low: datetime, high: datetime, order: Order
 ) -> Iterator[datetime]:
