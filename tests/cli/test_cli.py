@@ -529,3 +529,26 @@ def test_backfill_progress_counts_each_tick_once_across_polls_whatever_order_the
 
     assert first.counts == {"succeeded": 6, "failed": 0, "already_done": 0}
     assert second.counts == {"succeeded": 6, "failed": 1, "already_done": 1}
+
+
+def test_status_of_a_gated_payload_counts_its_upstreams_and_graph_draws_the_gate(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    done = started(offline, "up-done")
+    settle(offline["services"], "up-done", done, State.SUCCEEDED, output="{}")
+    started(offline, "up-running")
+    started(offline, "p-gated", after=[{"id": "up-done"}, {"id": "up-running"}, {"id": "up-absent"}])
+
+    result = cli("--json", "status", "p-gated")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert (document["state"], document["gated"]) == ("GATED", "1 of 3 upstream done")
+    assert (document["missing"], document["missing_count"]) == (["up-running", "up-absent"], 2)
+    human = cli("status", "p-gated").output
+    assert "1 of 3 upstream done" in human
+    assert "up-absent" in human
+    graph = json.loads(cli("--json", "graph", "p-gated").output)
+    edges = {(edge["dependency"], edge["waiter"], edge["state"]) for edge in graph["edges"]}
+    assert ("up-running", "p-gated", "WAITING") in edges
+    assert ("up-done", "p-gated", "SUCCEEDED") in edges

@@ -16,6 +16,7 @@ from coordinator.table import (
     BY_WAITER,
     STATE_KEY,
     WAITER_PREFIX,
+    PayloadState,
     from_item,
     pending_shards,
 )
@@ -70,6 +71,8 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
         )
     }
     status["redrive_count"] = int(row.get("redrive_count") or 0)
+    if gate := _gate_of(row):
+        status.update(gate)
     if status["schedule_time"]:
         # UTC `...Z`, as ids are written (rows stored before that form kept their offset).
         status["schedule_time"] = format_utc(datetime.fromisoformat(status["schedule_time"]))
@@ -77,6 +80,23 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
         console_link(target.region, row["execution_arn"]) if row.get("execution_arn") else None
     )
     return status
+
+
+# How many missing upstreams `status` names (the count says how many in all).
+NAMED_MISSING = 20
+
+
+def _gate_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A gated payload's progress: `gated: 18 of 24 upstream done` and the missing ones named."""
+    current = PayloadState.from_row(row)
+    if not current.gate_upstreams:
+        return None
+    missing = current.gate_missing
+    total = len(current.gate_upstreams)
+    progress = f"{total - len(missing)} of {total} upstream done"
+    if current.state is not State.GATED:
+        progress += " (the gate has opened)" if not current.never_started else " (the gate ended)"
+    return {"gated": progress, "missing": missing[:NAMED_MISSING], "missing_count": len(missing)}
 
 
 def waiters(target: Target, payload_id: str) -> list[dict[str, Any]]:
