@@ -41,7 +41,8 @@ from tests.support.crashes import Call, CrashPoint, LambdaCrash, Phase, crash_at
 from tests.support.factories import body, callback, request, sqs_event, stream_event
 
 MAX_REDELIVERIES = 5
-RANK = {State.CLAIMED: 0, State.PROCESSING: 1}
+RANK = {State.GATED: 0, State.CLAIMED: 1, State.PROCESSING: 2}
+FINAL_RANK = 3
 DONE_OUTPUT = '{"done": true}'  # what a running execution ends with when the drain finishes it
 
 
@@ -327,6 +328,69 @@ def dispatcher_token_already_timed_out(world: World) -> Case:
     return Case(stream_delivery(world, stream_event(image)), expect={"P": (State.SUCCEEDED, 1)})
 
 
+# -- gates (coordinator.gate) ----------------------------------------------------------------
+
+
+def gate_image(world: World, upstream: str, gated: str) -> dict[str, Any]:
+    """The NewImage the stream carries for the gate row of `gated` on `upstream` that moved."""
+    [row] = [r for r in world.waiters() if r["payload_id"] == upstream and r.get("gate_payload_id") == gated]
+    return {k: v for k, v in row.items() if k not in ("notified_at", "outcome")}
+
+
+def gated_on_two(world: World, *, waiter: bool = True) -> None:
+    """G after U1 and U2, both running; G has a waiter of its own."""
+    submit(world, body(id="U1"), "m-u1")
+    submit(world, body(id="U2"), "m-u2")
+    gate = body(id="G", after=[{"id": "U1"}, {"id": "U2"}], callback=callback() if waiter else None)
+    submit(world, {k: v for k, v in gate.items() if v is not None}, "m-g")
+
+
+def process_gated_payload_whose_upstreams_succeeded(world: World) -> Case:
+    """One invocation arms the gate, moves its rows, counts both, opens it and starts G."""
+    submit(world, body(id="U1"), "m-u1")
+    submit(world, body(id="U2"), "m-u2")
+    finish(world, "U1", "SUCCEEDED", output="{}")
+    finish(world, "U2", "SUCCEEDED", output="{}")
+    world.delivered = len(world.lab.calls.calls)
+    event = sqs_event(
+        body(id="G", after=[{"id": "U1"}, {"id": "U2"}], callback=callback()), message_ids=["m-g"]
+    )
+    return Case(sqs_delivery(world, event), expect={"G": (State.SUCCEEDED, 1), "U1": (State.SUCCEEDED, 1)})
+
+
+def dispatcher_last_upstream_opens_the_gate(world: World) -> Case:
+    """The crash between the count and the opening, and between the opening and the start."""
+    gated_on_two(world)
+    finish(world, "U1", "SUCCEEDED", output="{}")
+    deliver_resolutions(world)
+    finish(world, "U2", "SUCCEEDED", output="{}")
+    image = gate_image(world, "U2", "G")
+    world.delivered = len(world.lab.calls.calls)
+    return Case(stream_delivery(world, stream_event(image)), expect={"G": (State.SUCCEEDED, 1)})
+
+
+def dispatcher_two_upstreams_at_once(world: World) -> Case:
+    """Both upstreams end before either is heard: one batch of both records opens it once."""
+    gated_on_two(world)
+    finish(world, "U1", "SUCCEEDED", output="{}")
+    finish(world, "U2", "SUCCEEDED", output="{}")
+    images = [gate_image(world, upstream, "G") for upstream in ("U1", "U2")]
+    world.delivered = len(world.lab.calls.calls)
+    return Case(stream_delivery(world, stream_event(*images)), expect={"G": (State.SUCCEEDED, 1)})
+
+
+def dispatcher_failed_upstream_ends_the_gate(world: World) -> Case:
+    """U1 fails: G ends FAILED DependencyFailed, no execution, its waiter failed once."""
+    gated_on_two(world)
+    finish(world, "U1", "FAILED", error="Boom", cause="disk full")
+    image = gate_image(world, "U1", "G")
+    world.delivered = len(world.lab.calls.calls)
+    return Case(
+        stream_delivery(world, stream_event(image)),
+        expect={"G": (State.FAILED, 1), "U1": (State.FAILED, 1), "U2": (State.SUCCEEDED, 1)},
+    )
+
+
 # -- reconcile -------------------------------------------------------------------------------
 
 
@@ -389,6 +453,10 @@ SCENARIOS: dict[str, Setup] = {
     "dispatcher: failed waiter": dispatcher_failed_waiter,
     "dispatcher: token already timed out": dispatcher_token_already_timed_out,
     "reconcile: backlog of four repairs": reconcile_backlog,
+    "process: gated payload whose upstreams succeeded": process_gated_payload_whose_upstreams_succeeded,
+    "dispatcher: last upstream opens the gate": dispatcher_last_upstream_opens_the_gate,
+    "dispatcher: two upstreams of a gate at once": dispatcher_two_upstreams_at_once,
+    "dispatcher: failed upstream ends the gate": dispatcher_failed_upstream_ends_the_gate,
 }
 
 # Calls each scenario's invocation makes when nothing crashes (its crash points are twice this).
@@ -420,6 +488,15 @@ CALLS = {
     "dispatcher: token already timed out": 2,
     # + GetItem for B and D: the STATE row's redrive count (the index does not carry it)
     "reconcile: backlog of four repairs": 33,
+    # put waiter, claim GATED; per upstream a cycle query and its gate row; BatchGetItem; per
+    # upstream the move of its gate row and its count; open the gate, StartExecution
+    "process: gated payload whose upstreams succeeded": 13,
+    # count, open, StartExecution, mark notified
+    "dispatcher: last upstream opens the gate": 4,
+    # count, mark; count, open, StartExecution, mark
+    "dispatcher: two upstreams of a gate at once": 6,
+    # end the gate, settle (its finalize refused, the waiters' query, the move), mark notified
+    "dispatcher: failed upstream ends the gate": 5,
 }
 
 
@@ -471,6 +548,14 @@ def drain(world: World) -> bool:
         world.clock.advance(world.services.settings.lease_seconds + 1)
         world.reconcile()
         world.snapshot()
+    # A gate opened by a delivery starts an execution that then finishes in its turn.
+    for _ in range(3):
+        _finish_running(world)
+        deliver_resolutions(world)
+    return needed
+
+
+def _finish_running(world: World) -> None:
     for payload_id, state in world.states().items():
         if state.state in ACTIVE and state.execution_arn.rsplit(":", 1)[1] in {
             e["name"] for e in world.executions(state.workflow)
@@ -484,8 +569,6 @@ def drain(world: World) -> bool:
                 )
             world.update_state(world.status_of(payload_id, "SUCCEEDED", output=DONE_OUTPUT))
     world.snapshot()
-    deliver_resolutions(world)
-    return needed
 
 
 def stuck(world: World) -> list[str]:
@@ -496,6 +579,7 @@ def stuck(world: World) -> list[str]:
         payload_id
         for payload_id, state in states.items()
         if state.state in ACTIVE
+        and state.state is not State.GATED
         and (
             state.execution_arn.rsplit(":", 1)[1] not in {e["name"] for e in world.executions(state.workflow)}
             or (state.is_redrive_claim and redrives.count_of(state.execution_arn) < state.redrive_count)
@@ -558,7 +642,10 @@ def check(world: World, case: Case) -> list[str]:
         ours = [a for a in range(1, state.attempt + 3) if execution_name(payload_id, a) in names]
         if any(a > state.attempt for a in ours):
             violations.append(f"{payload_id}: execution started for an attempt never claimed: {ours}")
-        if state.state is not State.INVALID and ours != list(range(1, state.attempt + 1)):
+        if state.never_started:
+            if ours:
+                violations.append(f"{payload_id}: its gate ended, yet executions of {ours}")
+        elif state.state is not State.INVALID and ours != list(range(1, state.attempt + 1)):
             violations.append(f"{payload_id}: attempts {state.attempt} but executions of {ours}")
     # 1b. every redrive sent once, and the row's count is the execution's
     for payload_id, state in states.items():
@@ -618,6 +705,9 @@ def check(world: World, case: Case) -> list[str]:
 
 def notification_problems(row: dict[str, Any], calls: list[Call], tokens: Any) -> list[str]:
     problems = []
+    if "gate_payload_id" in row:  # a gate's callback is its count; the row is stamped once
+        marks = [c for c in calls if _notification_of(c) == (row["payload_id"], row["sk"]) and c.status < 300]
+        return [] if len(marks) == 1 else [f"gate outcome recorded {len(marks)} times"]
     token = row["task_token"]
     if tokens.closes(token) != 1:
         problems.append(f"token closed {tokens.closes(token)} times")
@@ -680,8 +770,9 @@ def _went_back(before: tuple[int, int, str, str], now: tuple[int, int, str, str]
     final state that changed. A redrive (a higher count, same attempt) may reopen a final state."""
     if now[:2] != before[:2]:
         return now[:2] < before[:2]
-    rank_before, rank_now = RANK.get(State(before[2]), 2), RANK.get(State(now[2]), 2)
-    return rank_now < rank_before or (rank_before == 2 and now[2:] != before[2:])
+    rank_before = RANK.get(State(before[2]), FINAL_RANK)
+    rank_now = RANK.get(State(now[2]), FINAL_RANK)
+    return rank_now < rank_before or (rank_before == FINAL_RANK and now[2:] != before[2:])
 
 
 # -- the tests -------------------------------------------------------------------------------
