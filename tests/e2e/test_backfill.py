@@ -8,6 +8,7 @@ and policy `all` re-runs every tick. Issue 19's: a Distributed Map backfill (`ma
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -254,3 +255,27 @@ def test_a_distributed_map_backfill_continues_as_new_and_each_history_stays_smal
         1,
         2,
     )
+
+
+@pytest.mark.parametrize("map_mode", ["inline", "distributed"])
+def test_a_backfill_passes_after_to_every_tick_and_each_starts_once_its_upstream_has(
+    stack: OfflineStack, map_mode: str
+) -> None:
+    # Each day after the day before it, all sent at once: they run one after another.
+    first = f"2023-0{4 if map_mode == 'inline' else 5}-01T01:00:00Z"
+    request = daily(
+        first,
+        first.replace("-01T", "-04T"),
+        max_concurrency=3,
+        map_mode=map_mode,
+        after=[{"previous": True, "first": first}],
+    )
+
+    summary = backfill(stack, request)
+
+    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0}
+    days = [stack.wait_for_payload(f"{WORKFLOW}/{first.replace('-01T', f'-0{day}T')}") for day in (1, 2, 3)]
+    assert [row["state"] for row in days] == ["SUCCEEDED"] * 3
+    for earlier, later in itertools.pairwise(days):
+        assert list(later["gate_upstreams"]) == [earlier["payload_id"]]  # `after` reached the tick
+        assert later["started_at"] > earlier["finished_at"]
