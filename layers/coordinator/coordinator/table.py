@@ -321,6 +321,11 @@ class PayloadTable:
             row["resolved_at"] = _stamp(now)
         if cause is not None:
             row["cause"] = cause
+        return self._put_waiter(row)
+
+    def _put_waiter(self, row: dict[str, Any]) -> WaiterState | None:
+        """Put a WAITER row (a token's or a gate's) unless one is there: None if put, else the
+        state of the row found."""
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -477,19 +482,7 @@ class PayloadTable:
             "pending_shard": pending_shard("WAITER", upstream_id),
             "pending_since": _stamp(now),
         }
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_to_item(row),
-                ConditionExpression="attribute_not_exists(sk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            old = from_item(error.response.get("Item", {}))
-            return WaiterState(old.get("waiter_state", WaiterState.WAITING))
-        return None
+        return self._put_waiter(row)
 
     def count_upstream(self, gated_id: str, arn: str, upstream_id: str, now: datetime) -> PayloadState | None:
         """Add `upstream_id` to the gated attempt's succeeded upstreams (a set: counting it twice
