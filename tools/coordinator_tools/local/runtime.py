@@ -25,7 +25,8 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -133,6 +134,13 @@ class FunctionRuntime:
 
     def register(self, code: FunctionCode) -> None:
         self.functions[code.name] = code
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No invocation runs while this is held: a caller that swaps `sys.stdout` meanwhile (a
+        CLI test runner) captures nothing a handler prints, not even a late metrics flush."""
+        with self._invoke_lock:
+            yield
 
     def route(self, function_name: str, environment: dict[str, str], event: Any) -> Invocation:
         """Run one invocation (moto's router). Errors come back the way Lambda reports them."""
