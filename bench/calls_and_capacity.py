@@ -19,28 +19,15 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import boto3
 from moto import mock_aws
 
-from bench.common import (
-    ACCOUNT,
-    REGION,
-    WORKFLOW,
-    Meter,
-    Report,
-    Row,
-    create_table,
-    create_workflow,
-    describe_counts,
-    emit,
-    new_token,
-    process_body,
-    prose,
-    table,
-)
+from bench.capacity import Meter, describe_counts
+from bench.report import Report, Row, emit, prose, table
+from bench.samples import WORKFLOW, process_body
 from coordinator.dispatch import ResolvedWaiter, dispatch
 from coordinator.identity import token_key
 from coordinator.messages import Callback, parse_process_message
@@ -51,18 +38,13 @@ from coordinator.settings import Settings
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.status import ExecutionStatusDetail, apply_status_change
+from coordinator_tools.kit.environment import ACCOUNT, REGION, Clock
+from coordinator_tools.kit.events import new_token
+from coordinator_tools.kit.resources import create_table, create_workflow
 
 TABLE = "coordinator-bench"
 PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:cc-bench-"
 COMMAND = ".venv/bin/python -m bench.calls_and_capacity"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from coordinator.services import Services
 from coordinator.settings import Settings
 from coordinator_tools.cli import app
+from coordinator_tools.kit.template import table_create_kwargs
 from coordinator_tools.target import write_local_state
 from tests.conftest import REGION, TABLE, WORKFLOW_PREFIX
-from tests.support.template import table_create_kwargs
 
 
 def free_port() -> int:

@@ -26,10 +26,10 @@ from coordinator.settings import Settings
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import Outcome, PayloadTable
+from coordinator_tools.kit.events import callback, request
+from coordinator_tools.kit.template import table_create_kwargs
 from tests.conftest import TABLE, WORKFLOW_PREFIX
-from tests.support.factories import callback, request
 from tests.support.interleavings import Run, Turnstile, explore, run_schedule
-from tests.support.template import table_create_kwargs
 
 PAYLOAD = "ingest/P"
 
