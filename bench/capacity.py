@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import math
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -148,7 +149,9 @@ class Meter:
         self.probe = probe
         self.record_params = record_params
         self.indexes = table_indexes() if probe is not None else []
-        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+        # A call's before-image waits for its after-call on its own thread: settle moves waiters
+        # on a thread pool, and one shared stack paired a call with another thread's after-call.
+        self._threads = threading.local()
         for client in clients:
             events = client.meta.events
             if ask_capacity:
@@ -173,12 +176,13 @@ class Meter:
         # Only the capacity computation reads a call's parameters back: without a probe, copying
         # them would be the meter's own cost charged to the code it measures.
         kept_params = copy.deepcopy(params) if self.probe is not None else {}
-        self._pending.append((model.name, kept_params, before))
+        self._pending().append((model.name, kept_params, before))
 
     def _after(self, model: Any, parsed: Mapping[str, Any], **_: Any) -> None:
-        if not self._pending:
+        pending = self._pending()
+        if not pending:
             return
-        name, params, before = self._pending.pop()
+        name, params, before = pending.pop()
         service = model.service_model.service_name
         error = parsed.get("Error", {}).get("Code") if "Error" in parsed else None
         reported = None
@@ -190,6 +194,13 @@ class Meter:
         if service == "dynamodb" and self.probe is not None:
             table_units, index_units, kind = self._computed(name, params, before, error)
         self.calls.append(Call(name, error, reported, table_units, index_units, kind))
+
+    def _pending(self) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+        """This thread's calls sent and not yet answered."""
+        if not hasattr(self._threads, "pending"):
+            self._threads.pending = []
+        pending: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = self._threads.pending
+        return pending
 
     # the pricing rules applied to the actual items
 
