@@ -8,7 +8,7 @@ The kit lives with the operator tools because it is installed with them (`pip in
 so tests and bench import it alike without either importing the other, and because template
 access builds on the offline stack's own reading of the template (`coordinator_tools.local`).
 Nothing in the tools or the layer imports it. It reads template.yaml and tests/events/ from the
-checkout it is installed from.
+checkout it is installed from, and needs the development requirements (cfn-lint, moto).
 """
 
 from __future__ import annotations
