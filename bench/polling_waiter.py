@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import Report, Row, emit, prose, table
+from bench.report import Report, Row, emit, prose, table
 from bench.wake_latency import percentile, resumed_at
 
 COMMAND = ".venv/bin/python -m bench.polling_waiter"

@@ -13,8 +13,8 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import STATE_KEY, PayloadState, pending_shard
+from coordinator_tools.kit.events import callback, new_token, request
 from tests.conftest import Clock, Workflows
-from tests.support.factories import callback, new_token, request
 
 
 def past_the_lease(services: Services, clock: Clock) -> None:

@@ -36,9 +36,9 @@ import pytest
 from coordinator.identity import execution_name, token_key
 from coordinator.states import ACTIVE, FAILURE_OF, State, WaiterState
 from coordinator.table import WAITER_PREFIX
+from coordinator_tools.kit.events import body, callback, request, sqs_event, stream_event
 from tests.reliability.conftest import Lab, World
 from tests.support.crashes import Call, CrashPoint, LambdaCrash, Phase, crash_at, crash_points
-from tests.support.factories import body, callback, request, sqs_event, stream_event
 
 MAX_REDELIVERIES = 5
 RANK = {State.GATED: 0, State.CLAIMED: 1, State.PROCESSING: 2}

@@ -40,11 +40,11 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item
+from coordinator_tools.kit.events import callback, request
 from tests.conftest import TABLE
 from tests.functional.test_interleavings import process_as_cirrus_draft
 from tests.reliability.conftest import Lab, World
 from tests.support.crashes import Call, CallLog, remember_params
-from tests.support.factories import callback, request
 from tests.support.interleavings import Abandoned, Turnstile
 from tests.support.reduction import (
     EVERYTHING,
