@@ -92,3 +92,5 @@ STATE_OF_STATUS: dict[str, State] = {
     "TIMED_OUT": State.TIMED_OUT,
     "ABORTED": State.ABORTED,
 }
+# The statuses an execution ends in (until a redrive runs it again).
+FINAL_STATUSES = frozenset(status for status, state in STATE_OF_STATUS.items() if state in FINAL)
