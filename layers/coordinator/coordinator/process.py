@@ -74,6 +74,7 @@ class Processed(StrEnum):
     ALREADY_DONE = "already_done"  # final and not re-run; the waiter was resolved at once
     CYCLE = "cycle"  # the waiter would close a cycle and was failed at once
     GATED = "gated"  # the payload waits for its upstream payloads (`coordinator.gate`)
+    REJECTED = "rejected"  # invalid: its waiter failed, its body dead-lettered (`coordinator.rejection`)
 
 
 # DynamoDB answers about the request itself (a key or an item over its size, a bad value):
