@@ -147,7 +147,10 @@ class Ends:
     """The ends of waiter executions, as the stack's status events report them (no listing)."""
 
     def __init__(self, stack: OfflineStack) -> None:
-        self.prefix = stack.state_machine_arn(WAITER_WORKFLOW).replace(":stateMachine:", ":execution:") + ":"
+        from coordinator.identity import execution_arn  # on sys.path once a stack runs
+
+        # The ARNs of the waiter machine's executions, less their names.
+        self.prefix = execution_arn(stack.state_machine_arn(WAITER_WORKFLOW), "")
         self.ended: set[str] = set()
         self._lock = threading.Lock()
 

@@ -29,7 +29,7 @@ def claim_without_starting(services: Services, payload_id: str, workflow: str = 
         services.clock(),
         request_id="crashed-message",
     )
-    assert claim.claimed
+    assert claim.applied
     return claim.current
 
 

@@ -232,7 +232,7 @@ def _moves_by_thread(services: Services, payload_id: str, waiters: int) -> tuple
     threads: set[str] = set()
 
     def seen(params: dict[str, Any], **_: Any) -> None:
-        if params.get("ConditionExpression") == "waiter_state = :waiting":
+        if params.get("ConditionExpression") == "#waiter_state = :waiting":
             threads.add(threading.current_thread().name)
 
     events = services.dynamodb.meta.events

@@ -210,7 +210,7 @@ def check(race: GateRace) -> list[str]:
             c
             for c in calls
             if c.status < 300
-            and "attribute_not_exists(notified_at)" in c.params.get("ConditionExpression", "")
+            and "attribute_not_exists(#notified_at)" in c.params.get("ConditionExpression", "")
             and c.params["Key"]["payload_id"]["S"] == upstream
         ]
         if row["waiter_state"] != WaiterState.SUCCEEDED or len(moves) != 1:
