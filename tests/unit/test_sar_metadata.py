@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.template import load_template, resources
+from coordinator_tools.kit.template import load_template, resources
 
 ROOT = Path(__file__).resolve().parents[2]
 # Resources the Serverless Application Repository makes a consumer acknowledge, by capability.
