@@ -772,6 +772,14 @@ def test_random_histories_keep_every_promise_of_the_protocol(lab: Lab) -> None:
 # -- named histories: each rare path once, deterministically, under the same checks ----------
 
 
+def checked(model: ProtocolModel) -> None:
+    """What the state machine checks after every step."""
+    model.the_table_records_what_the_model_does()
+    model.no_state_went_back()
+    model.each_redrive_was_sent_once()
+    model.no_token_was_closed_twice()
+
+
 def finish(model: ProtocolModel, payload_id: str, status: str, *, heard: bool = True) -> None:
     """The payload's current run ends; its final event is delivered (or lost)."""
     attempt = model.last(payload_id)
@@ -781,10 +789,22 @@ def finish(model: ProtocolModel, payload_id: str, status: str, *, heard: bool = 
     if heard:
         model.eventbridge(model.status_event(payload_id, attempt.number, status, attempt.runs), None)
         model.apply_final_event(payload_id, attempt.number, attempt.runs)
+    checked(model)
 
 
 def message(model: ProtocolModel, payload_id: str, *, redrive: bool = False, echo: bool = False) -> None:
     model.submit(payload_id, True, None, False, redrive, False, echo, None)
+    checked(model)
+
+
+def gated_message(model: ProtocolModel, *, redrive: bool = False) -> None:
+    model.submit_gated(True, False, redrive, False, None)
+    checked(model)
+
+
+def stream(model: ProtocolModel) -> None:
+    model.dispatch(twice=True, crash=None)
+    checked(model)
 
 
 def operator_redrive(model: ProtocolModel, payload_id: str, *, heard: bool) -> None:
@@ -796,6 +816,7 @@ def operator_redrive(model: ProtocolModel, payload_id: str, *, heard: bool) -> N
     if heard:
         model.eventbridge(model.status_event(payload_id, attempt.number, "RUNNING", attempt.runs), None)
         model.apply_running_event(payload_id, attempt.number, attempt.runs)
+    checked(model)
 
 
 def redrive_by_message(model: ProtocolModel) -> None:
@@ -834,9 +855,35 @@ def operator_redrive_ended_unheard_then_a_message(model: ProtocolModel) -> None:
     message(model, "P2")
 
 
+def gate_opens_on_its_last_upstream(model: ProtocolModel) -> None:
+    """G waits for P1 and P2, absent at first; it starts once, when the second succeeds."""
+    gated_message(model)
+    for upstream in UPSTREAMS:
+        message(model, upstream)
+        finish(model, upstream, "SUCCEEDED")
+        stream(model)
+    finish(model, GATED, "SUCCEEDED")
+
+
+def gate_ended_by_a_failed_upstream_then_rearmed(model: ProtocolModel) -> None:
+    """P1 fails: G ends without running. P1 is re-run and succeeds, G's message comes again:
+    attempt 2 opens at once (P2 succeeded meanwhile) and runs."""
+    message(model, "P2")
+    finish(model, "P2", "SUCCEEDED")
+    gated_message(model)
+    message(model, "P1")
+    finish(model, "P1", "FAILED")
+    stream(model)
+    message(model, "P1")
+    finish(model, "P1", "SUCCEEDED")
+    gated_message(model, redrive=True)
+
+
 @pytest.mark.parametrize(
     "history",
     [
+        gate_opens_on_its_last_upstream,
+        gate_ended_by_a_failed_upstream_then_rearmed,
         redrive_by_message,
         operator_redrive_heard,
         operator_redrive_unheard_then_a_message,
@@ -850,9 +897,5 @@ def test_named_histories_keep_every_promise_of_the_protocol(
     ProtocolModel.paths = Counter()
     model = ProtocolModel()
     history(model)
-    model.the_table_records_what_the_model_does()
-    model.no_state_went_back()
-    model.each_redrive_was_sent_once()
-    model.no_token_was_closed_twice()
     model.teardown()
-    assert any(path in ProtocolModel.paths for path in PATHS[:4]), dict(ProtocolModel.paths)
+    assert any(path in ProtocolModel.paths for path in PATHS[:6]), dict(ProtocolModel.paths)
