@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -302,3 +303,15 @@ def test_every_alarm_on_a_coordinator_metric_watches_one_the_code_publishes() ->
 
     assert watched == {Metric.OLDEST_CLAIM_SECONDS, Metric.OLDEST_WAITING_SECONDS}
     assert watched <= {str(metric) for metric in Metric}
+
+
+def test_the_dashboard_draws_only_metrics_the_code_publishes() -> None:
+    """Every coordinator metric on the dashboard is a `Metric`: a literal renamed in the code
+    (or mistyped in the template) would draw an empty line."""
+    [dashboard] = resources("AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    text = body["Fn::Sub"] if isinstance(body, dict) else body
+    drawn = set(re.findall(r'\["\$\{Namespace\}", "(\w+)"', text))
+
+    assert len(drawn) > 5
+    assert drawn <= {str(metric) for metric in Metric}

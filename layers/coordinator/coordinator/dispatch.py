@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from coordinator.gate import Heard, hear
 from coordinator.identity import token_digest
-from coordinator.observability import logger, metrics
+from coordinator.observability import Metric, logger, metrics
 from coordinator.rejection import CLOSED_TOKEN, MAX_CAUSE
 from coordinator.services import Services
 from coordinator.settle import error_cause
@@ -116,7 +116,9 @@ def dispatch(services: Services, waiter: ResolvedWaiter) -> Dispatched:
         retention_seconds=services.settings.retention_seconds,
     )
     metrics.add_metric(
-        name="CallbacksSent" if outcome in (Dispatched.RESUMED, Dispatched.FAILED) else "CallbacksFailed",
+        name=Metric.CALLBACKS_SENT
+        if outcome in (Dispatched.RESUMED, Dispatched.FAILED)
+        else Metric.CALLBACKS_FAILED,
         unit="Count",
         value=1,
     )

@@ -16,6 +16,8 @@ class Metric(StrEnum):
     """Every metric the coordinator publishes. `OldestClaimSeconds` and `OldestWaitingSeconds`
     are a contract with template.yaml, whose alarms watch them (tests/unit/test_template.py)."""
 
+    CALLBACKS_FAILED = "CallbacksFailed"
+    CALLBACKS_SENT = "CallbacksSent"
     CYCLES_REFUSED = "CyclesRefused"
     EXECUTIONS_REDRIVEN = "ExecutionsRedriven"
     EXECUTIONS_STARTED = "ExecutionsStarted"
