@@ -17,7 +17,8 @@ import time
 import tracemalloc
 from typing import Any
 
-from bench.common import Report, Row, emit, median, prose, table
+from bench.report import Report, Row, emit, prose, table
+from bench.timing import median
 
 COMMAND = ".venv/bin/python -m bench.backfill_scaling"
 SCHEDULE = "cron(* * * * ? *)"

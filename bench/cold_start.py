@@ -22,7 +22,11 @@ import subprocess
 import sys
 from collections import Counter
 
-from bench.common import FAKE_ENVIRONMENT, ROOT, Report, Row, emit, median, prose, table
+from bench import METRICS_NAMESPACE
+from bench.report import Report, Row, emit, prose, table
+from bench.timing import median
+from coordinator_tools.kit import ROOT
+from coordinator_tools.kit.environment import fake_environment
 
 SAMPLES = 15
 COMMAND = ".venv/bin/python -m bench.cold_start"
@@ -89,7 +93,7 @@ FLOOR_OF = {
 
 def deployed_variables() -> dict[str, str]:
     """The literal variables template.yaml's Globals give every function (references left out)."""
-    from tests.support.template import load_template
+    from coordinator_tools.kit.template import load_template
 
     variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
     return {name: value for name, value in variables.items() if isinstance(value, str)}
@@ -98,7 +102,7 @@ def deployed_variables() -> dict[str, str]:
 def environment() -> dict[str, str]:
     """Every contender runs in the environment a deployed function has, faked AWS aside."""
     env = dict(os.environ)
-    env.update(FAKE_ENVIRONMENT)
+    env.update(fake_environment(METRICS_NAMESPACE))
     env.update(deployed_variables())
     env.update(
         {

@@ -23,24 +23,13 @@ import sys
 import time
 from typing import Any
 
-from bench.common import (
-    ACCOUNT,
-    REGION,
-    WORKFLOW,
-    FakeContext,
-    Meter,
-    Report,
-    Row,
-    create_table,
-    create_workflow,
-    emit,
-    median,
-    new_token,
-    process_body,
-    prose,
-    stream_event,
-    table,
-)
+from bench.capacity import Meter
+from bench.report import Report, Row, emit, prose, table
+from bench.samples import WORKFLOW, process_body
+from bench.timing import median
+from coordinator_tools.kit.environment import ACCOUNT, REGION, FakeContext
+from coordinator_tools.kit.events import new_token, stream_event_of_items
+from coordinator_tools.kit.resources import create_table, create_workflow
 
 SIZES = (100, 1_000, 10_000)
 REPEATS = {100: 3, 1_000: 1, 10_000: 1}
@@ -165,7 +154,7 @@ def one_run(waiters: int, moto_clock: MotoClock, run: int) -> dict[str, float]:
         if "LastEvaluatedKey" not in page:
             break
         scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    events = [stream_event(images[start : start + 100]) for start in range(0, len(images), 100)]
+    events = [stream_event_of_items(images[start : start + 100]) for start in range(0, len(images), 100)]
 
     context = FakeContext()
     moto_before = moto_clock.seconds

@@ -6,7 +6,7 @@
 Each measurement is a fresh interpreter that parks N threads on events (as moto parks the
 threads of waiting executions), then times two threads handing control back and forth through
 two events: every handoff is a futex wake. It runs once with the private futex hash the kernel
-gave the process and once with `bench.load.widen_futex_hash` (a slot per parked thread). The
+gave the process and once with `bench.machine_limits.widen_futex_hash` (a slot per parked thread). The
 figure is the ratio of the two in the same command. 60,000 parked threads need kernel.pid_max
 and vm.max_map_count raised (docs/reliability.md, Load); `--parked` takes what the machine allows.
 """
@@ -24,10 +24,10 @@ COMMAND = ".venv/bin/python -m bench.futex_handoffs"
 PROBE = textwrap.dedent(
     """
     import json, sys, threading, time
-    from bench import load
+    from bench import machine_limits
 
     parked, handoffs, widen = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "widen"
-    said = load.widen_futex_hash(parked) if widen else "as the kernel sized it"
+    said = machine_limits.widen_futex_hash(parked) if widen else "as the kernel sized it"
     release = threading.Event()
     for _ in range(parked):
         threading.Thread(target=release.wait, daemon=True).start()
@@ -44,7 +44,7 @@ PROBE = textwrap.dedent(
         ping.set(); pong.wait(); pong.clear()
     seconds = time.perf_counter() - began
     partner.join()
-    print(json.dumps({"seconds": seconds, "slots": load.futex_hash_slots(), "said": said}))
+    print(json.dumps({"seconds": seconds, "slots": machine_limits.futex_hash_slots(), "said": said}))
     """
 )
 

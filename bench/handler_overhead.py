@@ -27,26 +27,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import (
-    ACCOUNT,
-    REGION,
-    WORKFLOW,
-    FakeContext,
-    Meter,
-    Report,
-    Row,
-    create_table,
-    create_workflow,
-    emit,
-    median,
-    new_token,
-    process_body,
-    prose,
-    sqs_event,
-    stopwatch,
-    stream_event,
-    table,
-)
+from bench.capacity import Meter
+from bench.report import Report, Row, emit, prose, table
+from bench.samples import WORKFLOW, process_body
+from bench.timing import median, stopwatch
+from coordinator_tools.kit.environment import ACCOUNT, REGION, FakeContext
+from coordinator_tools.kit.events import new_token, sqs_event, stream_event_of_items
+from coordinator_tools.kit.resources import create_table, create_workflow
 
 BATCH = 100
 PAIRS = 7
@@ -173,7 +160,7 @@ def prefix(kind: str, pair: int) -> str:
 
 def process_events(pair: int) -> dict[str, Any]:
     bodies = [process_body(f"{prefix('p', pair)}{index}", new_token()) for index in range(BATCH)]
-    return sqs_event(bodies, prefix=f"m-{pair}")
+    return sqs_event(*bodies, message_ids=[f"m-{pair}-{index}" for index in range(len(bodies))])
 
 
 def dispatcher_events(bench: Bench) -> Callable[[int], dict[str, Any]]:
@@ -200,7 +187,7 @@ def dispatcher_events(bench: Bench) -> Callable[[int], dict[str, Any]]:
             )["Item"]
             item["dependency_output"] = {"S": json.dumps({"granule": payload})}
             images.append(item)
-        return stream_event(images)
+        return stream_event_of_items(images)
 
     return event_for
 

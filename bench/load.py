@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import threading
 import time
@@ -51,15 +50,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from bench.load_gate import GATE_PAYLOAD, GATE_TOKENS_QUEUE, GATE_WORKFLOW, create_gate, open_gate
+from bench.machine_limits import THREADS_PER_WAITER, too_many_threads, widen_futex_hash
 from coordinator_tools.local import Intervals, OfflineStack
 
 COMMAND = ".venv/bin/python -m bench.load"
-GATE_WORKFLOW = "load-gate"
-GATE_PAYLOAD = "load-gate-1"
-GATE_TOKENS_QUEUE = "load-gate-tokens"
 WAITER_WORKFLOW = "example-waiter"
 TARGET_WORKFLOW = "example-target"
 # The benchmark's own polling for progress: slow enough not to compete with the stack.
@@ -150,7 +147,10 @@ class Ends:
     """The ends of waiter executions, as the stack's status events report them (no listing)."""
 
     def __init__(self, stack: OfflineStack) -> None:
-        self.prefix = stack.state_machine_arn(WAITER_WORKFLOW).replace(":stateMachine:", ":execution:") + ":"
+        from coordinator.identity import execution_arn  # on sys.path once a stack runs
+
+        # The ARNs of the waiter machine's executions, less their names.
+        self.prefix = execution_arn(stack.state_machine_arn(WAITER_WORKFLOW), "")
         self.ended: set[str] = set()
         self._lock = threading.Lock()
 
@@ -163,48 +163,6 @@ class Ends:
     def count(self) -> int:
         with self._lock:
             return len(self.ended)
-
-
-# -- the gate: a dependency the benchmark finishes when it chooses -----------------------------------
-
-
-def create_gate(stack: OfflineStack) -> str:
-    """`<prefix>load-gate`: sends its task token to a queue of the benchmark, then waits for it."""
-    sqs = stack.client("sqs")
-    queue_url = sqs.create_queue(QueueName=GATE_TOKENS_QUEUE)["QueueUrl"]
-    definition = {
-        "Comment": "A dependency the load benchmark ends: it waits for the benchmark to send its token back.",
-        "StartAt": "WaitForTheBenchmark",
-        "States": {
-            "WaitForTheBenchmark": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
-                "End": True,
-            }
-        },
-    }
-    prefix = stack.outputs["WorkflowPrefix"]
-    stack.client("stepfunctions").create_state_machine(
-        name=f"{prefix}{GATE_WORKFLOW}",
-        definition=json.dumps(definition),
-        roleArn=f"arn:aws:iam::{stack.account_id}:role/load-gate",
-    )
-    return str(queue_url)
-
-
-def open_gate(stack: OfflineStack, queue_url: str) -> None:
-    """Receive the gate execution's token and succeed it."""
-    sqs = stack.client("sqs")
-    deadline = time.monotonic() + 600
-    while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
-        if messages:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError("the gate execution never sent its token")
-    token = json.loads(messages[0]["Body"])["token"]
-    stack.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"opened": True}))
 
 
 # -- the two shapes -----------------------------------------------------------------------------
@@ -367,101 +325,6 @@ def report(runs: list[Run]) -> str:
             lines.append(f"- {name}: {observed:,} (expected {expected:,})")
         lines.append("")
     return "\n".join(lines)
-
-
-# moto runs each execution on threads of this process: a waiting example-waiter holds 6 (the
-# execution, its program, the Map, its iteration, the task and its token wait). Linux bounds
-# threads four ways, each too low by default for 10,000 waiters (70,000 threads): every thread
-# is a pid (kernel.pid_max, 32,768 by default, shared by the whole machine), counts against
-# kernel.threads-max and the user's process limit (ulimit -u), and takes about 7 memory maps
-# (6.8 measured: its stack, the stack's guard page, the interpreter's per-thread memory) under
-# vm.max_map_count (65,530 by default).
-THREADS_PER_WAITER = 7  # 6 measured, and room for the stack's own threads
-MAPS_PER_THREAD = 7
-HEADROOM = 10_000  # the rest of the machine's pids and the interpreter's own maps
-
-
-def thread_limits() -> dict[str, tuple[int, str]]:
-    """Each Linux limit on this process's threads: (value, how to raise it). Empty elsewhere."""
-    proc = Path("/proc/sys")
-    if not proc.exists():
-        return {}
-    limits = {
-        name: (int((proc / path).read_text().split()[0]), f"sysctl -w {name}={{need}}")
-        for name, path in (
-            ("kernel.pid_max", "kernel/pid_max"),
-            ("kernel.threads-max", "kernel/threads-max"),
-            ("vm.max_map_count", "vm/max_map_count"),
-        )
-    }
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NPROC)
-    if soft != resource.RLIM_INFINITY:
-        limits["ulimit -u"] = (soft, "ulimit -u {need}")
-    return limits
-
-
-def too_many_threads(size: int) -> str | None:
-    """Why `size` waiters cannot all wait at once in this process, or None if they can."""
-    threads = size * THREADS_PER_WAITER
-    need = {
-        "kernel.pid_max": threads + HEADROOM,
-        "kernel.threads-max": threads + HEADROOM,
-        "ulimit -u": threads + HEADROOM,
-        "vm.max_map_count": MAPS_PER_THREAD * threads + HEADROOM,
-    }
-    short = [
-        f"{name} is {value:,}, needs {need[name]:,} (as root: {how.format(need=need[name])})"
-        for name, (value, how) in thread_limits().items()
-        if value < need[name]
-    ]
-    if not short:
-        return None
-    return (
-        f"{size:,} waiting executions need about {threads:,} threads in moto, and this machine "
-        f"allows fewer: {'; '.join(short)}. Raise them for the run, or pass smaller --sizes."
-    )
-
-
-# Linux 6.16 and later give each threaded process a private futex hash, sized for its CPUs (16
-# slots on 2 cores) however many threads it has. Every lock or condition wake walks one slot's
-# chain of waiting threads, so with 60,000 parked threads each wake walks thousands: on kernel
-# 6.18 here, 20,000 handoffs between two threads took 9.7 s beside 60,000 parked threads and
-# 1.05 s beside none (`python -m bench.futex_handoffs`), and a 10,000-waiter run spent 2/3 of
-# its CPU in futex_wake. A slot per thread gives the chains back a length of about one.
-PR_FUTEX_HASH = 78
-PR_FUTEX_HASH_SET_SLOTS = 1
-PR_FUTEX_HASH_GET_SLOTS = 2
-
-
-def _futex_hash_prctl(operation: int, slots: int = 0) -> tuple[int, int]:
-    """prctl(PR_FUTEX_HASH, operation, slots): (its answer, errno). Linux only."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    zero = ctypes.c_ulong(0)
-    answer = int(libc.prctl(PR_FUTEX_HASH, operation, ctypes.c_ulong(slots), zero, zero))
-    return answer, ctypes.get_errno()
-
-
-def futex_hash_slots() -> int:
-    """Slots of this process's private futex hash; 0 if it uses the global one, -1 if none can be read."""
-    if not sys.platform.startswith("linux"):
-        return -1
-    return _futex_hash_prctl(PR_FUTEX_HASH_GET_SLOTS)[0]
-
-
-def widen_futex_hash(threads: int) -> str:
-    """Size this process's private futex hash for `threads` waiting threads; say what was done."""
-    if not sys.platform.startswith("linux"):
-        return "no private futex hash to size (not Linux)"
-    import os
-
-    slots = 1 << max(threads - 1, 1).bit_length()  # the kernel takes powers of two
-    answer, errno = _futex_hash_prctl(PR_FUTEX_HASH_SET_SLOTS, slots)
-    if answer != 0:
-        # EINVAL before 6.16: the kernel has one global hash, sized at boot, and nothing to set.
-        return f"futex hash left as the kernel keeps it ({os.strerror(errno)})"
-    return f"private futex hash: {futex_hash_slots():,} slots for about {threads:,} threads"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,13 +42,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import Report, Row, emit, prose, table
+from bench.report import Report, Row, emit, prose, table
 from bench.wake_latency import percentile, resumed_at
+from coordinator.states import FINAL_STATUSES
 
 COMMAND = ".venv/bin/python -m bench.polling_waiter"
 REPLAYED_EVERY = (1.0, 5.0, 30.0, 60.0)
 REAL_EVERY = 1.0
-FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"})
 # Step Functions' DescribeExecution quota (docs/scaling.md): a bucket of 300, 15 more a second.
 DESCRIBE_REFILL = 15.0
 # The benchmark's own look at the table: slow enough not to compete with the stack.

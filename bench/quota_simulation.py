@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any
 
-from bench.common import Report, Row, emit, prose, table
+from bench.report import Report, Row, emit, prose, table
 
 COMMAND = ".venv/bin/python -m bench.quota_simulation"
 
@@ -146,7 +146,7 @@ def as_deployed() -> FanOutSetup:
     """The fan-out setup template.yaml deploys."""
     from coordinator.schedule import RateSchedule, compile_schedule
     from coordinator.table import pending_shards
-    from tests.support.template import function_environment, properties
+    from coordinator_tools.kit.template import function_environment, properties
 
     update_state = properties("UpdateStateFunction")
     retries = update_state.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", 2)
@@ -180,7 +180,7 @@ def move_concurrency(environment: dict[str, Any]) -> int:
 
 def globals_timeout() -> float:
     """The Timeout template.yaml's Globals give a function that sets none of its own."""
-    from tests.support.template import load_template
+    from coordinator_tools.kit.template import load_template
 
     return float(load_template()["Globals"]["Function"]["Timeout"])
 
@@ -310,7 +310,7 @@ class PagedBackfill:
 
 def backfill_defaults() -> dict[str, Any]:
     """backfill.asl.json's defaults for map_mode "distributed" (its Defaults state)."""
-    from tests.support.template import state_machine_definitions
+    from coordinator_tools.kit.template import state_machine_definitions
 
     definition = json.loads(state_machine_definitions()["BackfillStateMachine"]["text"])
     defaults = dict(definition["States"]["Defaults"]["Result"])

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, Report, Row, markdown_table
+from bench.report import Report, Row, markdown_table
+from coordinator_tools.kit import ROOT
 
 OURS = [
     "bench.calls_and_capacity",

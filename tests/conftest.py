@@ -3,12 +3,8 @@ template.yaml's own definition, then the coordinator's services over it."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,44 +15,14 @@ from coordinator import services as services_module
 from coordinator import settings as settings_module
 from coordinator.services import Services
 from coordinator.settings import Settings
-from tests.support.template import table_create_kwargs, table_ttl_specification
+from coordinator_tools.kit.environment import REGION, Clock, FakeContext, use_fake_environment
+from coordinator_tools.kit.resources import create_table, create_workflow
 
-EVENTS = Path(__file__).parent / "events"
-REGION = "us-east-1"
 TABLE = "coordinator-test"
 WORKFLOW_PREFIX = "cc-test-"
 
 # Fake credentials and a region before anything creates a client; Powertools without X-Ray.
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "POWERTOOLS_SERVICE_NAME": "callback-coordinator",
-    "POWERTOOLS_METRICS_NAMESPACE": "CallbackCoordinatorTest",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_DEV": "false",
-}.items():
-    os.environ[_name] = _value
-
-
-def load_event(name: str) -> dict[str, Any]:
-    """A named sample event from tests/events/."""
-    return json.loads((EVENTS / f"{name}.json").read_text())
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+use_fake_environment(metrics_namespace="CallbackCoordinatorTest")
 
 
 @pytest.fixture
@@ -75,8 +41,7 @@ def account_id(aws: None) -> str:
 @pytest.fixture
 def dynamodb(aws: None) -> Any:
     client = boto3.client("dynamodb")
-    client.create_table(**table_create_kwargs(table_name=TABLE))
-    client.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=table_ttl_specification())
+    create_table(client, TABLE)
     return client
 
 
@@ -125,13 +90,7 @@ class Workflows:
     account_id: str
 
     def create(self, workflow: str) -> str:
-        definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
-        response = self.stepfunctions.create_state_machine(
-            name=f"{WORKFLOW_PREFIX}{workflow}",
-            definition=json.dumps(definition),
-            roleArn=f"arn:aws:iam::{self.account_id}:role/coordinator-test-workflow",
-        )
-        return str(response["stateMachineArn"])
+        return create_workflow(self.stepfunctions, f"{WORKFLOW_PREFIX}{workflow}", self.account_id)
 
     def executions(self, workflow: str) -> list[dict[str, Any]]:
         arn = f"arn:aws:states:{REGION}:{self.account_id}:stateMachine:{WORKFLOW_PREFIX}{workflow}"
@@ -155,19 +114,6 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[
     yield
     settings_module.settings.cache_clear()
     services_module.services.cache_clear()
-
-
-@dataclass
-class FakeContext:
-    """The parts of a Lambda context Powertools reads."""
-
-    function_name: str = "coordinator-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:coordinator-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @pytest.fixture

@@ -34,11 +34,11 @@ def handle(record: DynamoDBRecord) -> str:
         return Dispatched.SKIPPED.value
     image = stream.new_image
     if (gate := Heard.from_image(image)) is not None:
-        return dispatch_gate(services(), gate)
+        return dispatch_gate(services(), gate).value
     waiter = ResolvedWaiter.from_image(image)
     if waiter is None:
         return Dispatched.SKIPPED.value
-    return dispatch(services(), waiter)
+    return dispatch(services(), waiter).value
 
 
 @logger.inject_lambda_context

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from coordinator.errors import InvalidMessage
 from coordinator.messages import parse_process_message
 from coordinator.observability import logger, metrics, tracer
-from coordinator.process import process_request
+from coordinator.process import Processed, process_request
 from coordinator.rejection import reject
 from coordinator.services import services
 
@@ -38,7 +38,7 @@ def handle(record: SQSRecord) -> str:
         return process_request(context, request, request_id=record.message_id).value
     except InvalidMessage as problem:
         reject(context, record.body, problem, message_id=record.message_id)
-        return "rejected"
+        return Processed.REJECTED.value
     except Exception as error:  # logged and re-raised: the batch retries this record alone
         logger.exception("record failed, to be retried", message_id=record.message_id, reason=repr(error))
         raise

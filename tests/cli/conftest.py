@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -17,9 +16,10 @@ from typer.testing import CliRunner
 from coordinator.services import Services
 from coordinator.settings import Settings
 from coordinator_tools.cli import app
+from coordinator_tools.kit.resources import create_workflow
+from coordinator_tools.kit.template import table_create_kwargs
 from coordinator_tools.target import write_local_state
 from tests.conftest import REGION, TABLE, WORKFLOW_PREFIX
-from tests.support.template import table_create_kwargs
 
 
 def free_port() -> int:
@@ -69,11 +69,7 @@ def offline(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     dlq = client("sqs").create_queue(QueueName="coordinator-process-dlq")["QueueUrl"]
     account = client("sts").get_caller_identity()["Account"]
     sfn = client("stepfunctions")
-    sfn.create_state_machine(
-        name=f"{WORKFLOW_PREFIX}ingest",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
-        roleArn=f"arn:aws:iam::{account}:role/coordinator-test-workflow",
-    )
+    create_workflow(sfn, f"{WORKFLOW_PREFIX}ingest", account)
     outputs = {"TableName": TABLE, "ProcessQueueUrl": queue}
     state_file = tmp_path / "local.json"
     monkeypatch.setenv("COORDINATOR_LOCAL_STATE", str(state_file))

@@ -17,9 +17,9 @@ from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools import cli as cli_module
 from coordinator_tools.cli import BackfillProgress, Options, app, failed_ticks, show_backfill
+from coordinator_tools.kit.events import callback, request
 from coordinator_tools.target import ExitCode
 from tests.conftest import REGION
-from tests.support.factories import callback, request
 
 
 def started(offline: dict[str, Any], payload_id: str, **fields: Any) -> str:

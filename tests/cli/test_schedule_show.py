@@ -13,9 +13,9 @@ import pytest
 from coordinator.process import process_request
 from coordinator.settle import settle
 from coordinator.states import State
+from coordinator_tools.kit.events import request
 from coordinator_tools.target import ExitCode
 from tests.conftest import REGION
-from tests.support.factories import request
 
 HOURLY = "cron(0 * * * ? *)"
 NOW = "2022-02-15T03:30:00Z"

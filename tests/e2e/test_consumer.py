@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from coordinator_tools.kit.template import load_template
 from coordinator_tools.local import OfflineStack
-from tests.support.template import load_template
 
 pytestmark = pytest.mark.e2e
 

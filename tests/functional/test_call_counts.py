@@ -32,8 +32,8 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.status import ExecutionStatusEvent, apply_status_change
+from coordinator_tools.kit.events import callback, new_token, request, status_event
 from tests.conftest import Workflows
-from tests.support.factories import callback, new_token, request, status_event
 
 
 class CallCounter:

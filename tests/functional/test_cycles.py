@@ -8,8 +8,9 @@ from coordinator.process import Processed, process_request
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
+from coordinator_tools.kit.events import new_token, request
 from tests.conftest import Workflows
-from tests.support.factories import new_token, request, waiter_row
+from tests.support.rows import waiter_row
 
 
 def wait(services: Services, waiter: str, dependency: str) -> tuple[Processed, str]:

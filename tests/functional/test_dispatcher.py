@@ -20,8 +20,8 @@ from coordinator.messages import Callback
 from coordinator.services import Services
 from coordinator.states import State, WaiterState
 from coordinator.table import Outcome
+from coordinator_tools.kit.events import new_token, stream_event
 from functions.dispatcher import app
-from tests.support.factories import new_token, stream_event
 
 
 @pytest.fixture

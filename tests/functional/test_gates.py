@@ -14,8 +14,8 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item
+from coordinator_tools.kit.events import callback, request
 from tests.conftest import Clock, Workflows
-from tests.support.factories import callback, request
 
 
 def deliver_gates(services: Services) -> int:

@@ -9,7 +9,6 @@ check can fail.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +25,11 @@ from coordinator.settings import Settings
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import Outcome, PayloadTable
+from coordinator_tools.kit.events import callback, request
+from coordinator_tools.kit.resources import create_workflow
+from coordinator_tools.kit.template import table_create_kwargs
 from tests.conftest import TABLE, WORKFLOW_PREFIX
-from tests.support.factories import callback, request
 from tests.support.interleavings import Run, Turnstile, explore, run_schedule
-from tests.support.template import table_create_kwargs
 
 PAYLOAD = "ingest/P"
 
@@ -73,11 +73,7 @@ def world() -> tuple[Settings, str, PayloadRequest]:
     )
     boto3.client("dynamodb").create_table(**table_create_kwargs(table_name=TABLE))
     sfn = boto3.client("stepfunctions")
-    sfn.create_state_machine(
-        name=f"{WORKFLOW_PREFIX}ingest",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
-        roleArn=f"arn:aws:iam::{account}:role/coordinator-test-workflow",
-    )
+    create_workflow(sfn, f"{WORKFLOW_PREFIX}ingest", account)
     base = Services(
         settings=settings,
         dynamodb=boto3.client("dynamodb"),

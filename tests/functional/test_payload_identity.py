@@ -14,8 +14,9 @@ from coordinator.process import Processed, process_request
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State
+from coordinator_tools.kit.events import callback, request
 from tests.conftest import Workflows
-from tests.support.factories import callback, request, waiter_row
+from tests.support.rows import waiter_row
 from tests.unit.test_live_schedule import backfill_message, live_message
 
 SCHEDULED = {"id": "ingest/daily", "scheduleTime": "2030-05-05T12:00:00+01:00"}

@@ -14,8 +14,9 @@ from coordinator.process import Processed, process_request
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
+from coordinator_tools.kit.events import callback, request
 from tests.conftest import Workflows
-from tests.support.factories import callback, request, waiter_row
+from tests.support.rows import waiter_row
 
 
 def test_new_payload_is_claimed_and_started_under_its_deterministic_name(

@@ -12,9 +12,9 @@ import pytest
 from coordinator.observability import logger
 from coordinator.services import Services
 from coordinator.table import PayloadTable
+from coordinator_tools.kit.events import body, callback, sqs_event
 from functions.process import app
 from tests.conftest import Workflows
-from tests.support.factories import body, callback, sqs_event
 
 
 @pytest.fixture

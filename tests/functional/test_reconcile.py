@@ -13,8 +13,8 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import STATE_KEY, PayloadState, pending_shard
+from coordinator_tools.kit.events import callback, new_token, request
 from tests.conftest import Clock, Workflows
-from tests.support.factories import callback, new_token, request
 
 
 def past_the_lease(services: Services, clock: Clock) -> None:
@@ -29,7 +29,7 @@ def claim_without_starting(services: Services, payload_id: str, workflow: str = 
         services.clock(),
         request_id="crashed-message",
     )
-    assert claim.claimed
+    assert claim.applied
     return claim.current
 
 

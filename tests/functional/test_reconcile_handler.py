@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from coordinator.identity import execution_name, now_utc, state_machine_arn
 from coordinator.services import Services
+from coordinator_tools.kit.events import load_event, request
 from functions.reconcile.app import lambda_handler
-from tests.conftest import Clock, FakeContext, Workflows, load_event
-from tests.support.factories import request
+from tests.conftest import Clock, FakeContext, Workflows
 
 REPORT_KEYS = {
     "examined",

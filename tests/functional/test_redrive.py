@@ -23,8 +23,8 @@ from coordinator.services import Services
 from coordinator.settle import Settled, settle
 from coordinator.states import InvalidCause, State, WaiterState
 from coordinator.table import PayloadState
+from coordinator_tools.kit.events import callback, request
 from tests.conftest import Clock, Workflows
-from tests.support.factories import callback, request
 
 P = "p-redrive"
 

@@ -15,9 +15,9 @@ from coordinator.services import Services
 from coordinator.settle import Settled, settle
 from coordinator.states import State
 from coordinator.status import ExecutionStatusEvent, apply_status_change
+from coordinator_tools.kit.events import callback, request, status_event
 from functions.update_state import app
 from tests.conftest import Workflows
-from tests.support.factories import callback, request, status_event
 
 
 def started(services: Services, payload_id: str, **fields: Any) -> tuple[str, str]:
@@ -232,7 +232,7 @@ def _moves_by_thread(services: Services, payload_id: str, waiters: int) -> tuple
     threads: set[str] = set()
 
     def seen(params: dict[str, Any], **_: Any) -> None:
-        if params.get("ConditionExpression") == "waiter_state = :waiting":
+        if params.get("ConditionExpression") == "#waiter_state = :waiting":
             threads.add(threading.current_thread().name)
 
     events = services.dynamodb.meta.events

@@ -19,14 +19,14 @@ import pytest
 from coordinator.services import Services
 from coordinator.settings import Settings
 from coordinator.table import STATE_KEY, WAITER_PREFIX, PayloadState, from_item
+from coordinator_tools.kit.events import status_event
+from coordinator_tools.kit.resources import create_table
 from functions.dispatcher import app as dispatcher_app
 from functions.process import app as process_app
 from functions.reconcile import app as reconcile_app
 from functions.update_state import app as update_state_app
 from tests.conftest import REGION, TABLE, WORKFLOW_PREFIX, Clock, FakeContext
 from tests.support.crashes import CallLog, Redrives, TaskTokens
-from tests.support.factories import status_event
-from tests.support.template import table_create_kwargs, table_ttl_specification
 
 PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 
@@ -174,8 +174,7 @@ class Lab:
         run = next(self._runs)
         if run > 1:
             self.dynamodb.delete_table(TableName=TABLE)
-        self.dynamodb.create_table(**table_create_kwargs(table_name=TABLE))
-        self.dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=table_ttl_specification())
+        create_table(self.dynamodb, TABLE)
         for machine in self._machines:
             self.stepfunctions.delete_state_machine(stateMachineArn=machine)
         self._machines = {

@@ -36,9 +36,9 @@ import pytest
 from coordinator.identity import execution_name, token_key
 from coordinator.states import ACTIVE, FAILURE_OF, State, WaiterState
 from coordinator.table import WAITER_PREFIX
+from coordinator_tools.kit.events import body, callback, request, sqs_event, stream_event
 from tests.reliability.conftest import Lab, World
 from tests.support.crashes import Call, CrashPoint, LambdaCrash, Phase, crash_at, crash_points
-from tests.support.factories import body, callback, request, sqs_event, stream_event
 
 MAX_REDELIVERIES = 5
 RANK = {State.GATED: 0, State.CLAIMED: 1, State.PROCESSING: 2}
@@ -606,7 +606,7 @@ def _waiter_resolution(call: Call) -> tuple[str, str] | None:
     if call.status >= 300:
         return None
     params = call.params
-    if call.operation == "UpdateItem" and params.get("ConditionExpression") == "waiter_state = :waiting":
+    if call.operation == "UpdateItem" and params.get("ConditionExpression") == "#waiter_state = :waiting":
         return params["Key"]["payload_id"]["S"], params["Key"]["sk"]["S"]
     item = params.get("Item", {})
     if (
@@ -744,7 +744,7 @@ def notification_problems(row: dict[str, Any], calls: list[Call], tokens: Any) -
 
 
 def _notification_of(call: Call) -> tuple[str, str] | None:
-    if call.operation == "UpdateItem" and "attribute_not_exists(notified_at)" in call.params.get(
+    if call.operation == "UpdateItem" and "attribute_not_exists(#notified_at)" in call.params.get(
         "ConditionExpression", ""
     ):
         return call.params["Key"]["payload_id"]["S"], call.params["Key"]["sk"]["S"]

@@ -33,8 +33,8 @@ from coordinator.identity import execution_name
 from coordinator.messages import parse_process_message
 from coordinator.observability import logger
 from coordinator.states import State, WaiterState
+from coordinator_tools.kit.events import body, callback, sqs_event, status_event, stream_event
 from tests.reliability.conftest import Lab, World
-from tests.support.factories import body, callback, sqs_event, status_event, stream_event
 from tests.support.fuzzing import fuzz_settings
 
 MAX_BYTES = 262_144

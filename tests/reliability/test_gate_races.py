@@ -28,6 +28,7 @@ from coordinator.process import process_request
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item, gate_key
+from coordinator_tools.kit.events import request
 from tests.conftest import TABLE
 from tests.reliability.conftest import Lab
 from tests.reliability.test_races import (
@@ -40,7 +41,6 @@ from tests.reliability.test_races import (
     writes,
 )
 from tests.support.crashes import Call
-from tests.support.factories import request
 from tests.support.interleavings import Abandoned, Turnstile
 from tests.support.reduction import Access, Event, equivalence_class, explore
 
@@ -210,7 +210,7 @@ def check(race: GateRace) -> list[str]:
             c
             for c in calls
             if c.status < 300
-            and "attribute_not_exists(notified_at)" in c.params.get("ConditionExpression", "")
+            and "attribute_not_exists(#notified_at)" in c.params.get("ConditionExpression", "")
             and c.params["Key"]["payload_id"]["S"] == upstream
         ]
         if row["waiter_state"] != WaiterState.SUCCEEDED or len(moves) != 1:

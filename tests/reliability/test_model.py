@@ -47,6 +47,7 @@ from moto.stepfunctions.models import stepfunctions_backends
 from coordinator.identity import execution_arn, execution_name, token_key
 from coordinator.states import ACTIVE, FAILURE_OF, RETRYABLE, State, WaiterState
 from coordinator.table import pending_shards
+from coordinator_tools.kit.events import body, callback, sqs_event, status_event, stream_event
 from tests.conftest import REGION
 from tests.reliability.conftest import Lab, World
 from tests.reliability.test_crash_injection import (
@@ -57,7 +58,6 @@ from tests.reliability.test_crash_injection import (
     stream_delivery,
 )
 from tests.support.crashes import CrashPoint, LambdaCrash, Phase, crash_at
-from tests.support.factories import body, callback, sqs_event, status_event, stream_event
 from tests.support.fuzzing import FUZZ_MODEL_EXAMPLES, fuzz_settings
 
 # Few payloads, so that histories meet themselves: re-runs, late events of older attempts,

@@ -40,11 +40,11 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item
+from coordinator_tools.kit.events import callback, request
 from tests.conftest import TABLE
 from tests.functional.test_interleavings import process_as_cirrus_draft
 from tests.reliability.conftest import Lab, World
 from tests.support.crashes import Call, CallLog, remember_params
-from tests.support.factories import callback, request
 from tests.support.interleavings import Abandoned, Turnstile
 from tests.support.reduction import (
     EVERYTHING,
@@ -66,7 +66,7 @@ TOKENS = {
 }
 OUTPUT = '{"n": 2}'
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
-MOVE = "waiter_state = :waiting"  # the condition of a waiter's move out of WAITING
+MOVE = "#waiter_state = :waiting"  # the condition of a waiter's move out of WAITING
 
 
 def reads(item: str) -> Access:
@@ -387,7 +387,7 @@ def check(scene: Scene, calls: CallLog, lab: Lab, cast: tuple[str, ...]) -> list
             sk = call.params["Key"]["sk"]["S"]
             if condition == MOVE:
                 moves[sk] = moves.get(sk, 0) + 1
-            elif "attribute_not_exists(notified_at)" in condition:
+            elif "attribute_not_exists(#notified_at)" in condition:
                 marks[sk] = marks.get(sk, 0) + 1
     rows = {row["sk"]: row for row in world.waiters()}
     waiters = [name for name in TOKENS if name in cast]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.template import properties, resources, state_machine_definitions
+from coordinator_tools.kit.template import properties, resources, state_machine_definitions
 
 # What every function needs to run: its own log group (X-Ray comes from the shared tracing policy).
 RUNTIME = {"logs:CreateLogStream", "logs:PutLogEvents"}

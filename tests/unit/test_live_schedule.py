@@ -19,7 +19,13 @@ import pytest
 from coordinator.errors import InvalidMessage
 from coordinator.messages import parse_process_message
 from coordinator.schedule import RangeRequest, range_page
-from tests.support.template import ROOT, load_template, properties, state_machine_definitions, with_parameters
+from coordinator_tools.kit import ROOT
+from coordinator_tools.kit.template import (
+    load_template,
+    properties,
+    state_machine_definitions,
+    with_parameters,
+)
 
 # Scheduler renders the placeholder as an ISO-8601 UTC instant with a Z.
 FIRED_AT = "2022-02-15T01:00:00Z"

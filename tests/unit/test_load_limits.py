@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import load
+from bench import machine_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,10 +20,10 @@ def test_the_futex_hash_gets_a_slot_per_thread_where_the_kernel_has_one_per_proc
     probe = textwrap.dedent(
         """
         import json, threading
-        from bench import load
+        from bench import machine_limits
         threading.Thread(target=lambda: None).start()  # the kernel makes the private hash here
-        said = load.widen_futex_hash(70_000)
-        print(json.dumps({"said": said, "slots": load.futex_hash_slots()}))
+        said = machine_limits.widen_futex_hash(70_000)
+        print(json.dumps({"said": said, "slots": machine_limits.futex_hash_slots()}))
         """
     )
     done = subprocess.run(  # noqa: S603 (our own probe, our own interpreter)
@@ -42,7 +42,7 @@ def test_the_futex_hash_gets_a_slot_per_thread_where_the_kernel_has_one_per_proc
 
 def test_a_machine_short_of_threads_is_refused_with_what_to_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        load,
+        machine_limits,
         "thread_limits",
         lambda: {
             "kernel.pid_max": (32_768, "sysctl -w kernel.pid_max={need}"),
@@ -50,12 +50,12 @@ def test_a_machine_short_of_threads_is_refused_with_what_to_raise(monkeypatch: p
         },
     )
 
-    refused = load.too_many_threads(10_000)
+    refused = machine_limits.too_many_threads(10_000)
 
     assert refused is not None
     assert "kernel.pid_max is 32,768, needs 80,000 (as root: sysctl -w kernel.pid_max=80000)" in refused
     assert "max_map_count" not in refused  # the limit that is high enough is not mentioned
-    assert load.too_many_threads(1_000) is None  # 17,000 pids fit under 32,768
+    assert machine_limits.too_many_threads(1_000) is None  # 17,000 pids fit under 32,768
 
 
 def test_the_handoff_benchmark_measures_both_hashes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
+from coordinator_tools.kit.template import load_template
 from coordinator_tools.local import patterns
 from coordinator_tools.local.cloudformation import Intrinsics
-from tests.support.template import load_template
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:coordinator-dev-"

@@ -16,7 +16,7 @@ from bench.quota_simulation import (
     simulate_backfill,
 )
 from coordinator.settings import Settings
-from tests.support.template import properties, state_machine_definitions
+from coordinator_tools.kit.template import properties, state_machine_definitions
 
 
 def test_as_deployed_reads_the_dispatcher_source_and_settles_concurrency() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from coordinator_tools.kit.template import TEMPLATE_PATH, load_template
 from coordinator_tools.local.cloudformation import translate
-from tests.support.template import TEMPLATE_PATH, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every resource type the Serverless Application Repository accepts in an application's template,

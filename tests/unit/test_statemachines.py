@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from coordinator.states import DependencyError
-from tests.support.template import properties, resources, state_machine_definitions, substitute
+from coordinator_tools.kit.template import properties, resources, state_machine_definitions, substitute
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

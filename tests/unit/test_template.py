@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from coordinator.observability import Metric
-from tests.support.template import (
+from coordinator_tools.kit.template import (
     function_environment,
     load_template,
     properties,

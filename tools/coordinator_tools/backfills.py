@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from coordinator import identity
 from coordinator.identity import scheduled_payload_id
 from coordinator_tools import inspection
 from coordinator_tools.target import Target
@@ -97,8 +98,7 @@ def execution_arn(target: Target, backfill_id: str) -> str:
     state machine (what `backfill run` prints last, after the machine's name)."""
     if backfill_id.startswith("arn:"):
         return backfill_id
-    machine = target.output("BackfillStateMachineArn")
-    return machine.replace(":stateMachine:", ":execution:", 1) + f":{backfill_id}"
+    return identity.execution_arn(target.output("BackfillStateMachineArn"), backfill_id)
 
 
 def start(target: Target, request: dict[str, Any], name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from coordinator.messages import Callback, ProcessMessage, TickSchedule
 from coordinator.states import ACTIVE, FINAL
 from coordinator_tools import backfills, inspection, sending
-from coordinator_tools.inspection import NotFound
+from coordinator_tools.inspection import NotFound, Policy
 from coordinator_tools.target import Target, resolve
 
 __all__ = [
@@ -142,7 +142,7 @@ class Coordinator:
         start: str,
         stop: str,
         timezone: str = "UTC",
-        policy: str = "missing",
+        policy: Policy | str = Policy.MISSING,
         input: dict[str, Any] | None = None,
         max_concurrency: int = 10,
         newest_first: bool = False,
@@ -152,8 +152,8 @@ class Coordinator:
     ) -> str:
         """Start a backfill of the schedule's ticks in [start, stop); its id (the first
         execution's ARN), for `backfill_status`."""
-        if policy not in {"missing", "all", "redrive"}:
-            raise ValueError("policy is missing, all or redrive")
+        if policy not in set(Policy):
+            raise ValueError(f"policy is {', '.join(Policy)}")
         inspection.tick_count(
             schedule=schedule, start=start, stop=stop, timezone=timezone
         )  # checks the range
@@ -164,7 +164,7 @@ class Coordinator:
             "stop": stop,
             "schedule": schedule,
             "timezone": timezone,
-            "policy": policy,
+            "policy": str(policy),
             "max_concurrency": max_concurrency,
             "order": "desc" if newest_first else "asc",
             "page_size": page_size,

@@ -6,20 +6,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from coordinator.identity import format_utc, scheduled_payload_id
 from coordinator.schedule import RangeRequest, ticks
-from coordinator.states import FINAL, RETRYABLE, InvalidCause, State
-from coordinator.table import (
-    BY_PENDING,
-    BY_WAITER,
-    STATE_KEY,
-    WAITER_PREFIX,
-    PayloadState,
-    from_item,
-    pending_shards,
-)
+from coordinator.states import FINAL, State, may_run_again
+from coordinator.table import STATE_KEY, WAITER_PREFIX, PayloadState, PayloadTable, pending_shards
 from coordinator_tools.target import ExitCode, Target
 
 BATCH_GET = 100
@@ -33,26 +26,23 @@ def console_link(region: str, execution_arn: str) -> str:
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
-def state_row(target: Target, payload_id: str) -> dict[str, Any]:
+def table_of(target: Target) -> PayloadTable:
+    """The target's table, read through the runtime's own operations."""
+    return PayloadTable(target.client("dynamodb"), target.table_name)
+
+
+def payload_state(target: Target, payload_id: str) -> PayloadState:
     """The payload's STATE row, read consistently; an unknown id is `NotFound`."""
-    item = (
-        target.client("dynamodb")
-        .get_item(
-            TableName=target.table_name,
-            Key={"payload_id": {"S": payload_id}, "sk": {"S": STATE_KEY}},
-            ConsistentRead=True,
-        )
-        .get("Item")
-    )
-    if not item:
+    current = table_of(target).get_state(payload_id)
+    if current is None:
         raise NotFound(f"no payload {payload_id!r}")
-    return from_item(item)
+    return current
 
 
 def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
-    row = state_row(target, payload_id)
-    status = {
-        name: row.get(name)
+    current = payload_state(target, payload_id)
+    status: dict[str, Any] = {
+        name: getattr(current, name)
         for name in (
             "payload_id",
             "state",
@@ -70,15 +60,15 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
             "output_ref",
         )
     }
-    status["redrive_count"] = int(row.get("redrive_count") or 0)
-    if gate := _gate_of(row):
+    status["state"] = str(current.state)
+    status["execution_arn"] = current.execution_arn or None
+    status["redrive_count"] = current.redrive_count
+    if gate := _gate_of(current):
         status.update(gate)
-    if status["schedule_time"]:
+    if schedule_time := current.schedule_instant:
         # UTC `...Z`, as ids are written (rows stored before that form kept their offset).
-        status["schedule_time"] = format_utc(datetime.fromisoformat(status["schedule_time"]))
-    status["console"] = (
-        console_link(target.region, row["execution_arn"]) if row.get("execution_arn") else None
-    )
+        status["schedule_time"] = format_utc(schedule_time)
+    status["console"] = console_link(target.region, current.execution_arn) if current.execution_arn else None
     return status
 
 
@@ -86,9 +76,8 @@ def payload_status(target: Target, payload_id: str) -> dict[str, Any]:
 NAMED_MISSING = 20
 
 
-def _gate_of(row: dict[str, Any]) -> dict[str, Any] | None:
+def _gate_of(current: PayloadState) -> dict[str, Any] | None:
     """A gated payload's progress: `gated: 18 of 24 upstream done` and the missing ones named."""
-    current = PayloadState.from_row(row)
     if not current.gate_upstreams:
         return None
     missing = current.gate_missing
@@ -100,12 +89,6 @@ def _gate_of(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def waiters(target: Target, payload_id: str) -> list[dict[str, Any]]:
-    rows = _query_all(
-        target,
-        KeyConditionExpression="payload_id = :p AND begins_with(sk, :w)",
-        ExpressionAttributeValues={":p": {"S": payload_id}, ":w": {"S": WAITER_PREFIX}},
-        ConsistentRead=True,
-    )
     return [
         {
             "waiter": row.get("waiter"),
@@ -117,13 +100,8 @@ def waiters(target: Target, payload_id: str) -> list[dict[str, Any]]:
             "notified_at": row.get("notified_at"),
             "token_sha256": row["sk"].removeprefix(WAITER_PREFIX)[:16],
         }
-        for row in rows
+        for row in table_of(target).waiters_on(payload_id)
     ]
-
-
-def _query_all(target: Target, **request: Any) -> list[dict[str, Any]]:
-    pages = target.client("dynamodb").get_paginator("query").paginate(TableName=target.table_name, **request)
-    return [from_item(item) for page in pages for item in page.get("Items", [])]
 
 
 @dataclass
@@ -203,13 +181,7 @@ def dependency_graph(target: Target, payload_id: str, depth: int = 2) -> Graph:
             if row["waiter_payload_id"] and waiter not in seen:
                 seen.add(waiter)
                 frontier.append((waiter, hops + 1))
-        upstream = _query_all(
-            target,
-            IndexName=BY_WAITER,
-            KeyConditionExpression="waiter_payload_id = :w",
-            ExpressionAttributeValues={":w": {"S": node}},
-        )
-        for row in upstream:  # what node waits on
+        for row in table_of(target).waits_of(node):  # what node waits on
             dependency = row["payload_id"]
             graph.edges.add((dependency, node, row.get("waiter_state", "?")))
             graph.nodes.add(dependency)
@@ -224,17 +196,11 @@ def stuck(
 ) -> list[dict[str, Any]]:
     """CLAIMED/PROCESSING rows past `claim_seconds` and WAITING rows past `waiting_seconds`."""
     now = now or datetime.now(UTC)
+    table = table_of(target)
     found = []
     for shard in pending_shards():
         threshold = claim_seconds if shard.startswith(STATE_KEY) else waiting_seconds
-        older_than = (now - timedelta(seconds=threshold)).isoformat(timespec="microseconds")
-        rows = _query_all(
-            target,
-            IndexName=BY_PENDING,
-            KeyConditionExpression="pending_shard = :s AND pending_since < :t",
-            ExpressionAttributeValues={":s": {"S": shard}, ":t": {"S": older_than}},
-        )
-        for row in rows:
+        for row in table.pending(shard, now - timedelta(seconds=threshold)):
             since = datetime.fromisoformat(row["pending_since"])
             found.append(
                 {
@@ -249,7 +215,9 @@ def stuck(
     return sorted(found, key=lambda entry: entry["since"])
 
 
-class Plan:
+class Plan(StrEnum):
+    """What a backfill would do with a tick."""
+
     START = "start"
     SUCCEEDED = "already succeeded"
     RERUN_FAILED = "re-run failed"
@@ -260,16 +228,24 @@ class Plan:
     RETRY_INVALID = "re-run (its state machine was missing)"
 
 
+class Policy(StrEnum):
+    """`--policy` of a backfill: which ticks that ran already it runs again, and how."""
+
+    MISSING = "missing"  # only ticks never run, and those that may be retried (a new attempt)
+    REDRIVE = "redrive"  # as `missing`, but a failed tick's execution is redriven
+    ALL = "all"  # every tick, those that succeeded too (`replace`)
+
+
 @dataclass
 class TickPlan:
     tick: str
     payload_id: str
-    action: str
+    action: Plan
     state: str | None
 
 
 def backfill_plan(
-    target: Target, *, workflow: str, schedule: str, start: str, stop: str, timezone: str, policy: str
+    target: Target, *, workflow: str, schedule: str, start: str, stop: str, timezone: str, policy: Policy
 ) -> list[TickPlan]:
     """For every tick, what a backfill with `policy` would do. Starts nothing."""
     planned: list[TickPlan] = []
@@ -293,57 +269,37 @@ def _range(schedule: str, start: str, stop: str, timezone: str) -> RangeRequest:
     return RangeRequest.from_event({"start": start, "stop": stop, "schedule": schedule, "timezone": timezone})
 
 
-def _plan_chunk(target: Target, chunk: list[tuple[str, str]], policy: str) -> list[TickPlan]:
-    states = _batch_states(target, [payload_id for _, payload_id in chunk])
+def _plan_chunk(target: Target, chunk: list[tuple[str, str]], policy: Policy) -> list[TickPlan]:
+    states = table_of(target).get_states([payload_id for _, payload_id in chunk])
     plans = []
     for tick, payload_id in chunk:
-        row = states.get(payload_id)
-        state = row["state"] if row else None
-        plans.append(TickPlan(tick, payload_id, _action(row, policy), state))
+        current = states.get(payload_id)
+        state = str(current.state) if current else None
+        plans.append(TickPlan(tick, payload_id, _action(current, policy), state))
     return plans
 
 
-def _action(row: dict[str, Any] | None, policy: str) -> str:
-    if row is None:
+def _action(current: PayloadState | None, policy: Policy) -> Plan:
+    """What a backfill's message would do: process's own rule (`states.may_run_again`)."""
+    if current is None:
         return Plan.START
-    current = State(row["state"])
-    if current not in FINAL:
+    if current.state not in FINAL:
         return Plan.IN_PROGRESS
-    if policy == "all":
+    if policy is Policy.ALL:
         return Plan.RERUN
-    if current in RETRYABLE:
-        return Plan.REDRIVE_FAILED if policy == "redrive" else Plan.RERUN_FAILED
-    if current is State.INVALID and row.get("invalid_cause") == InvalidCause.DEPLOYMENT:
-        return Plan.RETRY_INVALID
-    return Plan.SUCCEEDED if current is State.SUCCEEDED else Plan.INVALID
-
-
-def _batch_states(target: Target, payload_ids: list[str]) -> dict[str, dict[str, Any]]:
-    keys = [{"payload_id": {"S": p}, "sk": {"S": STATE_KEY}} for p in dict.fromkeys(payload_ids)]
-    found: dict[str, dict[str, Any]] = {}
-    request: dict[str, Any] = {
-        target.table_name: {
-            "Keys": keys,
-            "ProjectionExpression": "payload_id, #s, invalid_cause",
-            "ExpressionAttributeNames": {"#s": "state"},
-        }
-    }
-    while request:
-        response = target.client("dynamodb").batch_get_item(RequestItems=request)
-        for item in response.get("Responses", {}).get(target.table_name, []):
-            row = from_item(item)
-            found[row["payload_id"]] = row
-        request = response.get("UnprocessedKeys") or {}
-    return found
+    if may_run_again(current.state, current.invalid_cause):
+        if current.state is State.INVALID:
+            return Plan.RETRY_INVALID
+        return Plan.REDRIVE_FAILED if policy is Policy.REDRIVE else Plan.RERUN_FAILED
+    return Plan.SUCCEEDED if current.state is State.SUCCEEDED else Plan.INVALID
 
 
 def payload_states(target: Target, payload_ids: list[str]) -> dict[str, str]:
     """The state of each of `payload_ids` that has a row, read 100 at a time."""
-    found: dict[str, str] = {}
-    for offset in range(0, len(payload_ids), BATCH_GET):
-        rows = _batch_states(target, payload_ids[offset : offset + BATCH_GET])
-        found |= {payload_id: row["state"] for payload_id, row in rows.items()}
-    return found
+    return {
+        payload_id: str(current.state)
+        for payload_id, current in table_of(target).get_states(payload_ids).items()
+    }
 
 
 def plan_totals(plans: list[TickPlan]) -> dict[str, int]:

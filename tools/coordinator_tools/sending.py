@@ -10,7 +10,7 @@ from coordinator.identity import METADATA_KEY
 from coordinator.messages import parse_process_message
 from coordinator.states import REDRIVABLE, Rerun, State
 from coordinator.table import PayloadState, identity_conflict
-from coordinator_tools.inspection import NotFound, state_row
+from coordinator_tools.inspection import NotFound, payload_state
 from coordinator_tools.target import Target
 
 
@@ -23,7 +23,7 @@ def check_submission(target: Target, body: dict[str, Any]) -> None:
     """Refuse here what process would refuse (`identity_conflict`), before anything is sent."""
     request = parse_process_message(json.dumps(body), max_bytes=1 << 20)
     try:
-        current = PayloadState.from_row(state_row(target, request.payload_id))
+        current = payload_state(target, request.payload_id)
     except NotFound:
         return
     if refusal := identity_conflict(request, current):
@@ -39,8 +39,8 @@ def send(target: Target, body: dict[str, Any]) -> str:
 
 def rerun_message(target: Target, payload_id: str) -> dict[str, Any]:
     """A message re-running a payload as it was, as a new attempt (`replace`)."""
-    row = state_row(target, payload_id)
-    return {"workflow": row["workflow"], "id": payload_id, "input": _payload_input(row), "replace": True}
+    current = payload_state(target, payload_id)
+    return {"workflow": current.workflow, "id": payload_id, "input": _payload_input(current), "replace": True}
 
 
 class NotRedrivable(Exception):
@@ -54,14 +54,14 @@ def redrive_message(target: Target, payload_id: str) -> dict[str, Any]:
     the dead-letter queue: only a FAILED, ABORTED or TIMED_OUT payload has an execution to
     redrive, and Step Functions says whether it would (`redriveStatus`, with its reason).
     """
-    row = state_row(target, payload_id)
-    state = State(row["state"])
+    current = payload_state(target, payload_id)
+    state = current.state
     if state not in REDRIVABLE:
         why = "it never ran" if state is State.INVALID else f"it is {state}"
         raise NotRedrivable(
             f"{payload_id} cannot be redriven: {why}; `coordinator rerun {payload_id}` runs it again"
         )
-    described = target.client("stepfunctions").describe_execution(executionArn=row["execution_arn"])
+    described = target.client("stepfunctions").describe_execution(executionArn=current.execution_arn)
     if described.get("redriveStatus") == "NOT_REDRIVABLE":
         reason = described.get("redriveStatusReason") or "Step Functions would not redrive it"
         raise NotRedrivable(
@@ -69,14 +69,14 @@ def redrive_message(target: Target, payload_id: str) -> dict[str, Any]:
             f"`coordinator rerun {payload_id}` starts a new attempt"
         )
     return {
-        "workflow": row["workflow"],
+        "workflow": current.workflow,
         "id": payload_id,
-        "input": _payload_input(row),
+        "input": _payload_input(current),
         "rerun": str(Rerun.REDRIVE),
     }
 
 
-def _payload_input(row: dict[str, Any]) -> dict[str, Any]:
-    execution_input: dict[str, Any] = json.loads(row.get("input") or "{}")
+def _payload_input(current: PayloadState) -> dict[str, Any]:
+    execution_input: dict[str, Any] = json.loads(current.input or "{}")
     execution_input.pop(METADATA_KEY, None)
     return execution_input

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,9 @@ class Target:
         return self.output("TableName")
 
 
-class ExitCode:
+class ExitCode(IntEnum):
+    """The CLI's exit statuses."""
+
     OK = 0
     USAGE = 2
     NOT_FOUND = 3

@@ -40,6 +40,10 @@ class Dispatched(StrEnum):
     SKIPPED = "skipped"
     COUNTED = "counted"  # a gate's upstream succeeded: counted on the gated payload
     GATE_ENDED = "gate_ended"  # a gate's upstream did not succeed: the gated payload ended
+    # The token was closed already (`rejection.CLOSED_TOKEN`): Step Functions' answer is recorded.
+    TASK_TIMED_OUT = "TaskTimedOut"
+    TASK_DOES_NOT_EXIST = "TaskDoesNotExist"
+    INVALID_TOKEN = "InvalidToken"  # noqa: S105 (an error code, not a secret)
 
 
 @dataclass(frozen=True)
@@ -88,26 +92,26 @@ _OPTIONAL_TEXT = (
 )
 
 
-def dispatch(services: Services, waiter: ResolvedWaiter) -> str:
+def dispatch(services: Services, waiter: ResolvedWaiter) -> Dispatched:
     """Send the callback for one resolved waiter and record what came of it."""
     sfn = services.stepfunctions
     try:
         if waiter.waiter_state is WaiterState.SUCCEEDED:
             sfn.send_task_success(taskToken=waiter.task_token, output=json.dumps(success_output(waiter)))
-            outcome = Dispatched.RESUMED.value
+            outcome = Dispatched.RESUMED
         else:
             error = FAILURE_OF[waiter.waiter_state]
             sfn.send_task_failure(taskToken=waiter.task_token, error=str(error), cause=failure_cause(waiter))
-            outcome = Dispatched.FAILED.value
+            outcome = Dispatched.FAILED
     except ClientError as failure:
         code = failure.response.get("Error", {}).get("Code", "")
         if code not in CLOSED_TOKEN:
             raise
-        outcome = code
+        outcome = Dispatched(code)
     services.table.mark_notified(
         waiter.payload_id,
         waiter.sk,
-        outcome,
+        outcome.value,
         services.clock(),
         retention_seconds=services.settings.retention_seconds,
     )
@@ -120,13 +124,13 @@ def dispatch(services: Services, waiter: ResolvedWaiter) -> str:
         "callback dispatched",
         payload_id=waiter.payload_id,
         waiter_state=str(waiter.waiter_state),
-        outcome=outcome,
+        outcome=outcome.value,
         token_sha256=token_digest(waiter.task_token),
     )
     return outcome
 
 
-def dispatch_gate(services: Services, heard: Heard) -> str:
+def dispatch_gate(services: Services, heard: Heard) -> Dispatched:
     """A gate's callback: count the upstream (or end the gate), then record it as for a token.
 
     Only after `hear` has done its writes is the row stamped, so a crash in between leaves it
@@ -143,7 +147,7 @@ def dispatch_gate(services: Services, heard: Heard) -> str:
     logger.info(
         "gate heard", payload_id=heard.upstream_id, gated_payload_id=heard.gated_id, outcome=outcome.value
     )
-    return outcome.value
+    return outcome
 
 
 def success_output(waiter: ResolvedWaiter) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from coordinator.redrive import follow_redrive, resume_redrive, send_redrive
 from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import REDRIVABLE, InvalidCause, Rerun, State, WaiterState
-from coordinator.table import Claim, Outcome, PayloadState, may_rerun
+from coordinator.table import Outcome, PayloadState, StateWrite, may_rerun
 
 if TYPE_CHECKING:
     from coordinator.messages import PayloadRequest
@@ -74,6 +74,7 @@ class Processed(StrEnum):
     ALREADY_DONE = "already_done"  # final and not re-run; the waiter was resolved at once
     CYCLE = "cycle"  # the waiter would close a cycle and was failed at once
     GATED = "gated"  # the payload waits for its upstream payloads (`coordinator.gate`)
+    REJECTED = "rejected"  # invalid: its waiter failed, its body dead-lettered (`coordinator.rejection`)
 
 
 # DynamoDB answers about the request itself (a key or an item over its size, a bad value):
@@ -136,11 +137,11 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
     refuse_express(services, request, machine)
     claim = table.claim_payload(request, machine, now, request_id=request_id)
     if claim.rerunnable:
-        claim = _claim_rerun(services, request, claim.current, machine, request_id=request_id)
-    current = claim.current
+        claim = _claim_rerun(services, request, claim.row, machine, request_id=request_id)
+    current = claim.row
     if claim.refusal is not None:
         refuse(services, request, claim.refusal, execution_arn=current.execution_arn)
-    if claim.claimed:
+    if claim.applied:
         metrics.add_metric(name=Metric.PAYLOADS_CLAIMED, unit="Count", value=1)
         if current.state is State.GATED:
             metrics.add_metric(name=Metric.GATES_ARMED, unit="Count", value=1)
@@ -183,7 +184,7 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
 
 def _claim_rerun(
     services: Services, request: PayloadRequest, seen: PayloadState, machine: str, *, request_id: str
-) -> Claim:
+) -> StateWrite:
     """Claim an ended payload again: a redrive of its execution, or its next attempt.
 
     First `follow_redrive`: if someone redrove the execution, the row moves with it and this
@@ -192,7 +193,7 @@ def _claim_rerun(
     table = services.table
     current = follow_redrive(services, seen)
     if current is not seen and not may_rerun(request, current, request_id):
-        return Claim(claimed=False, current=current)
+        return StateWrite(applied=False, current=current)
     if request.rerun is Rerun.REDRIVE and current.state in REDRIVABLE and not current.never_started:
         return table.claim_redrive(current, services.clock(), request_id=request_id)
     return table.claim_payload(request, machine, services.clock(), request_id=request_id, rerun_of=current)

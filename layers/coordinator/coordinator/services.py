@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 import boto3
@@ -34,8 +34,10 @@ class Services:
     # state machine's type cannot change (`coordinator.process.refuse_express`).
     machine_types: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def table(self) -> PayloadTable:
+        """The table over `dynamodb`, built on first use and kept (a copy made with
+        `dataclasses.replace` builds its own)."""
         return PayloadTable(self.dynamodb, self.settings.table_name)
 
     @classmethod

@@ -68,7 +68,7 @@ def settle(
     now = services.clock()
     inline, reference = _output_fields(output, execution_arn, services.settings.output_inline_bytes)
     reference = reference or output_ref
-    applied, current = table.finalize_state(
+    written = table.finalize_state(
         payload_id,
         execution_arn,
         state,
@@ -81,6 +81,7 @@ def settle(
         invalid_cause=invalid_cause,
         record_redrive_count=record_redrive_count,
     )
+    applied, current = written.applied, written.current
     if current is None:
         logger.warning("status for unknown payload", payload_id=payload_id, execution_arn=execution_arn)
         return Settlement(Settled.UNKNOWN)

@@ -43,6 +43,17 @@ REDRIVABLE = RETRYABLE
 FINAL = frozenset(State) - ACTIVE
 
 
+def may_run_again(state: State, invalid_cause: str | None = None, *, replace: bool = False) -> bool:
+    """Whether a payload in `state` may be claimed for a new attempt: it has ended, and either
+    may be retried (FAILED, ABORTED, TIMED_OUT, or INVALID for a cause outside the message:
+    its state machine was missing) or the message sets `replace`, which re-runs any end."""
+    if state in ACTIVE:
+        return False
+    return (
+        replace or state in RETRYABLE or (state is State.INVALID and invalid_cause == InvalidCause.DEPLOYMENT)
+    )
+
+
 class WaiterState(StrEnum):
     """`waiter_state` of a WAITER row: WAITING, then the dependency's final state (or CYCLE)."""
 
@@ -81,3 +92,5 @@ STATE_OF_STATUS: dict[str, State] = {
     "TIMED_OUT": State.TIMED_OUT,
     "ABORTED": State.ABORTED,
 }
+# The statuses an execution ends in (until a redrive runs it again).
+FINAL_STATUSES = frozenset(status for status, state in STATE_OF_STATUS.items() if state in FINAL)

@@ -24,6 +24,7 @@ from coordinator_tools.cli.common import (
     out,
 )
 from coordinator_tools.client import Coordinator
+from coordinator_tools.inspection import Policy
 from coordinator_tools.target import ExitCode, Target
 
 backfill_app = typer.Typer(help="Plan or run a backfill of a schedule's ticks.", no_args_is_help=True)
@@ -34,18 +35,12 @@ Schedule = Annotated[str, typer.Option("--schedule", help="cron(...), rate(...) 
 Start = Annotated[str, typer.Option("--start", help="First instant (inclusive)")]
 Stop = Annotated[str, typer.Option("--stop", help="Last instant (exclusive)")]
 Zone = Annotated[str, typer.Option("--timezone", help="IANA timezone of the schedule")]
-Policy = Annotated[
-    str,
+PolicyOption = Annotated[
+    Policy,
     typer.Option(
         "--policy", help="missing (default), all, or redrive (failed ticks from their failed state)"
     ),
 ]
-
-
-def _policy(value: str) -> str:
-    if value not in {"missing", "all", "redrive"}:
-        raise ValueError("--policy is missing, all or redrive")
-    return value
 
 
 @backfill_app.command("plan")
@@ -58,7 +53,7 @@ def backfill_plan(
     start: Start,
     stop: Stop,
     timezone: Zone = "UTC",
-    policy: Policy = "missing",
+    policy: PolicyOption = Policy.MISSING,
 ) -> None:
     """What a backfill would do for every tick. Nothing is started."""
     options: Options = ctx.obj
@@ -69,7 +64,7 @@ def backfill_plan(
         start=start,
         stop=stop,
         timezone=timezone,
-        policy=_policy(policy),
+        policy=policy,
     )
     totals = inspection.plan_totals(plans)
 
@@ -95,7 +90,7 @@ def backfill_run(
     start: Start,
     stop: Stop,
     timezone: Zone = "UTC",
-    policy: Policy = "missing",
+    policy: PolicyOption = Policy.MISSING,
     input_json: Annotated[
         str, typer.Option("--input", help="JSON input of every tick's run, or @file.json")
     ] = "{}",
@@ -122,7 +117,7 @@ def backfill_run(
     """
     options: Options = ctx.obj
     target = options.target()
-    run_input, run_policy = json_input(input_json), _policy(policy)
+    run_input = json_input(input_json)
     count = inspection.tick_count(schedule=schedule, start=start, stop=stop, timezone=timezone)
     execution = Coordinator(target).backfill(
         workflow,
@@ -130,7 +125,7 @@ def backfill_run(
         start=start,
         stop=stop,
         timezone=timezone,
-        policy=run_policy,
+        policy=policy,
         input=run_input,
         max_concurrency=max_concurrency,
         newest_first=newest_first,
@@ -329,7 +324,7 @@ def failed_ticks(target: Target, request: dict[str, Any]) -> dict[str, Any]:
         start=request["start"],
         stop=request["stop"],
         timezone=request.get("timezone", "UTC"),
-        policy=request.get("policy", "missing"),
+        policy=Policy(request.get("policy", Policy.MISSING)),
     )
     failed = [
         {"tick": plan.tick, "payload_id": plan.payload_id, "state": plan.state}

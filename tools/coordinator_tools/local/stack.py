@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import boto3
 from botocore.config import Config
 
+from coordinator.states import FINAL, FINAL_STATUSES
 from coordinator_tools.local import moto_patches
 from coordinator_tools.local.cloudformation import translate
 from coordinator_tools.local.provision import Provisioned, Provisioner
@@ -40,8 +41,6 @@ from coordinator_tools.local.status_events import ExecutionStatusPoller
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT", "INVALID"})
-FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"})
 
 # Clients of the tool itself: no retries hiding a broken stack, generous reads for long polls.
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=300)
@@ -341,7 +340,7 @@ class OfflineStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.payload_state(payload_id)
-            if state is not None and state.get("state") in FINAL_STATES:
+            if state is not None and state.get("state") in FINAL:
                 return state
             time.sleep(poll)
         raise StackTimeout(

@@ -24,20 +24,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from coordinator.states import FINAL_STATUSES
 from coordinator_tools.local.patterns import load_pattern, matches
 from coordinator_tools.local.sources import Poller, invoke
 
 logger = logging.getLogger(__name__)
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
-FINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 
 def status_change_event(execution: dict[str, Any], *, account: str, region: str) -> dict[str, Any]:
     """The EventBridge event for one described execution, in the shape Step Functions sends."""
     status = execution["status"]
     start = execution["startDate"]
-    stop = execution.get("stopDate") if status in FINAL else None
+    stop = execution.get("stopDate") if status in FINAL_STATUSES else None
     moment = stop or start
     output = execution.get("output") if status == "SUCCEEDED" else None
     event = {

@@ -17,16 +17,13 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal, Self
+from typing import Any
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    StringConstraints,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -40,178 +37,25 @@ from coordinator.identity import (
     input_digest,
     scheduled_payload_id,
 )
-from coordinator.schedule import RateSchedule, compile_schedule, data_interval, ticks_between, zone_of
+from coordinator.messages.after import (
+    MAX_UPSTREAMS,
+    AfterEntry,
+    AfterPayload,
+    AfterPrevious,
+    AfterWindow,
+    Upstream,
+)
+from coordinator.messages.cirrus import CirrusPayload
+from coordinator.messages.fields import (
+    EXECUTION_INPUT_MAX_BYTES,
+    PAYLOAD_ID_MAX_BYTES,
+    Callback,
+    PayloadId,
+    TickSchedule,
+    WorkflowName,
+)
+from coordinator.schedule import data_interval, ticks_between
 from coordinator.states import Rerun
-
-# Step Functions caps a wait at a year; a waiter's row outlives its token by the retention.
-MAX_WAIT_SECONDS = 366 * 86_400
-
-# A gate waits this long for its upstream payloads unless an `after` entry says otherwise.
-DEFAULT_GATE_TIMEOUT_SECONDS = 86_400
-# The most upstream payloads one gate counts (a month of hourly ticks is 744): the gated row
-# keeps their ids, and a DynamoDB item is at most 400 KB.
-MAX_UPSTREAMS = 1_000
-
-# DynamoDB counts key sizes in UTF-8 bytes: a partition key up to 2,048, a sort key up to 1,024.
-# A payload id is the table's partition key and by_waiter's sort key (a waiter's own payload id
-# its partition key, and a payload id too): 1,024 bytes, whatever the kind of id.
-PAYLOAD_ID_MAX_BYTES = 1024
-# Step Functions: an execution's input is at most 256 KiB of UTF-8, the coordinator block included.
-EXECUTION_INPUT_MAX_BYTES = 262_144
-
-WorkflowName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=60)]
-PayloadId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-
-
-class Callback(BaseModel):
-    """A Step Functions task token waiting for the payload to reach a final state."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
-    waiter: str | None = Field(default=None, description="Execution ARN of the waiting workflow")
-    waiter_payload_id: PayloadId | None = None
-    timeout_seconds: int = Field(default=MAX_WAIT_SECONDS, ge=1, le=MAX_WAIT_SECONDS)
-
-
-class TickSchedule(BaseModel):
-    """The schedule a `scheduleTime` is a tick of: `{expression, timezone, start}`.
-
-    `expression` is a Scheduler `cron(...)`/`rate(...)` or a five-field cron, `timezone` an IANA
-    zone. `start` anchors a `rate(...)` (EventBridge Scheduler's StartDate; a backfill sends its
-    own start, where its range anchors the rate too): an ISO-8601 instant, or a wall time in
-    `timezone`. A cron ignores it, so a live tick and a backfilled one carry the same block.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    expression: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    timezone: str = "UTC"
-    start: datetime | None = None
-
-    @field_validator("expression")
-    @classmethod
-    def _known_expression(cls, value: str) -> str:
-        compile_schedule(value)
-        return value.strip()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        zone_of(value)
-        return value
-
-    def block(self) -> dict[str, Any]:
-        """The schedule as the `coordinator` block carries it (a rate's start in UTC `...Z`)."""
-        block: dict[str, Any] = {"expression": self.expression, "timezone": self.timezone}
-        if isinstance(compile_schedule(self.expression), RateSchedule) and self.start is not None:
-            start = self.start if self.start.tzinfo else self.start.replace(tzinfo=zone_of(self.timezone))
-            block["start"] = format_utc(start)
-        return block
-
-    def interval(self, tick: datetime) -> dict[str, Any]:
-        """The logical-time fields of the `coordinator` block for `tick` (InvalidRange if no tick)."""
-        previous, this = data_interval(self.expression, self.timezone, tick, anchor=self.start)
-        return {
-            "schedule_time": format_utc(this),
-            "schedule_time_local": this.astimezone(zone_of(self.timezone)).isoformat(),
-            "data_interval_start": format_utc(previous) if previous else None,
-            "data_interval_end": format_utc(this),
-            "schedule": self.block(),
-        }
-
-
-GateTimeout = Annotated[int, Field(ge=1, le=MAX_WAIT_SECONDS)]
-
-
-class AfterPayload(BaseModel):
-    """`after` entry: a payload by id (`{"id"}`), or one to submit if absent (a process
-    message's own fields: `workflow`, `input`, `scheduleTime`, `schedule`, `id`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    id: PayloadId | None = None
-    workflow: WorkflowName | None = None
-    input: dict[str, Any] | None = None
-    schedule_time: AwareDatetime | None = Field(default=None, alias="scheduleTime")
-    schedule: TickSchedule | None = None
-    timeout_seconds: GateTimeout = DEFAULT_GATE_TIMEOUT_SECONDS
-
-    @model_validator(mode="after")
-    def _an_id_or_a_message(self) -> Self:
-        if self.workflow is None:
-            if self.id is None:
-                raise ValueError("an after entry names a payload: `id`, or a `workflow` to submit")
-            if self.input is not None or self.schedule_time is not None or self.schedule is not None:
-                raise ValueError("an after entry with `input`, `scheduleTime` or `schedule` needs `workflow`")
-        return self
-
-    def submission(self) -> ProcessMessage | None:
-        if self.workflow is None:
-            return None
-        return ProcessMessage(
-            workflow=self.workflow,
-            input=self.input or {},
-            id=self.id,
-            schedule_time=self.schedule_time,
-            schedule=self.schedule,
-        )
-
-
-class AfterWindow(BaseModel):
-    """`after` entry: another schedule's ticks inside this payload's data interval, each the
-    payload its live schedule and backfills run (`<workflow>/<tick>`); with `input`, the ticks
-    not yet submitted are submitted with it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    workflow: WorkflowName
-    schedule: TickSchedule
-    within: Literal["data_interval"]
-    input: dict[str, Any] | None = None
-    timeout_seconds: GateTimeout = DEFAULT_GATE_TIMEOUT_SECONDS
-
-
-class AfterPrevious(BaseModel):
-    """`after` entry: this payload's own previous tick (Airflow's depends_on_past).
-
-    The previous tick is the schedule's tick before this one (`data_interval_start`), waited
-    for whether or not it has been submitted yet, so ticks submitted out of order start in
-    order. A tick at or before `first` has no previous tick to wait for: the chain's first.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    previous: Literal[True]
-    first: AwareDatetime | None = None
-    timeout_seconds: GateTimeout = DEFAULT_GATE_TIMEOUT_SECONDS
-
-
-def _after_kind(entry: Any) -> str:
-    if isinstance(entry, dict):
-        if "previous" in entry:
-            return "previous"
-        if "within" in entry:
-            return "window"
-    return "payload"
-
-
-AfterEntry = Annotated[
-    Annotated[AfterPayload, Tag("payload")]
-    | Annotated[AfterWindow, Tag("window")]
-    | Annotated[AfterPrevious, Tag("previous")],
-    Discriminator(_after_kind),
-]
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """One payload a gated payload waits for, with how long, and the message that submits it
-    if it is absent (None: it is left to its own sender)."""
-
-    payload_id: str
-    timeout_seconds: int
-    submit: PayloadRequest | None = None
 
 
 class ProcessMessage(BaseModel):
@@ -271,10 +115,16 @@ class ProcessMessage(BaseModel):
 
     def _resolve(self, entry: AfterPayload | AfterWindow | AfterPrevious) -> list[Upstream]:
         if isinstance(entry, AfterPayload):
-            message = entry.submission()
-            if message is None:
+            if entry.workflow is None:
                 assert entry.id is not None
                 return [Upstream(entry.id, entry.timeout_seconds)]
+            message = ProcessMessage(
+                workflow=entry.workflow,
+                input=entry.input or {},
+                id=entry.id,
+                schedule_time=entry.schedule_time,
+                schedule=entry.schedule,
+            )
             return [Upstream(message.payload_id(), entry.timeout_seconds, request_of(message))]
         if self.schedule is None or self.schedule_time is None:
             kind = "previous" if isinstance(entry, AfterPrevious) else "within"
@@ -302,52 +152,6 @@ class ProcessMessage(BaseModel):
                 Upstream(scheduled_payload_id(entry.workflow, tick), entry.timeout_seconds, submit)
             )
         return upstreams
-
-
-# The cirrus models are built on the first cirrus message (`defer_build`), not at import: most
-# deployments never receive one, and building a pydantic model is most of an import's cost.
-
-
-class CirrusProcessDefinition(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
-
-    workflow: WorkflowName
-    collections: str | None = None
-    replace: bool = False
-
-
-class CirrusFeature(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
-
-    id: str
-    collection: str | None = None
-
-
-class CirrusPayload(BaseModel):
-    """A cirrus process payload; only the fields that decide identity are checked."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
-
-    type: Literal["FeatureCollection"] = "FeatureCollection"
-    id: PayloadId | None = None
-    features: list[CirrusFeature] = Field(default_factory=list)
-    process: list[CirrusProcessDefinition] = Field(min_length=1)
-    callback: Callback | None = None
-
-    def payload_id(self) -> str:
-        """The id cirrus gives it: `{collections}/workflow-{name}/{item ids}`."""
-        if self.id is not None:
-            return self.id
-        if not self.features:
-            raise ValueError("a cirrus payload without `id` needs `features` to derive one")
-        step = self.process[0]
-        if step.collections is not None:
-            collections = step.collections
-        else:
-            names = sorted({f.collection for f in self.features if f.collection is not None})
-            collections = "/".join(names) if names else "none"
-        items = "/".join(sorted(f.id for f in self.features))
-        return f"{collections}/workflow-{step.workflow}/{items}"
 
 
 @dataclass(frozen=True)
@@ -510,3 +314,20 @@ def _token_in(raw: Any) -> str | None:
     callback = raw.get("callback") if isinstance(raw, dict) else None
     token = callback.get("token") if isinstance(callback, dict) else None
     return token if isinstance(token, str) and token else None
+
+
+__all__ = [
+    "AfterPayload",
+    "AfterPrevious",
+    "AfterWindow",
+    "Callback",
+    "CirrusPayload",
+    "PayloadRequest",
+    "ProcessMessage",
+    "TickSchedule",
+    "Upstream",
+    "execution_input_problem",
+    "parse_process_message",
+    "request_of",
+    "within_limits",
+]

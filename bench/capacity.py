@@ -1,198 +1,28 @@
-"""What every benchmark shares: a fake AWS environment, the table from template.yaml, a meter
-that counts calls and capacity, sample messages and events, and the shape of a result.
+"""What DynamoDB calls cost: item sizes and capacity units by the pricing rules, and a `Meter`
+that counts a client's AWS calls and the capacity each DynamoDB call consumes.
 
-Machines here are noisy (two cores, other work running): every figure a benchmark reports is a
-count, or a ratio of two timings taken side by side in the same run (interleaved, median of
-several). No benchmark asserts a time.
+DynamoDB Developer Guide, "DynamoDB read and write operations" and "Item sizes and formats":
+a write unit is 1 KB of item (the larger of the item before and after), a strongly consistent
+read unit 4 KB (eventually consistent: half), a Query sums the sizes of the items it *read*
+(before its filter) and rounds up once, and an index whose entry appears, changes or
+disappears costs its own write (two when its key changes: a delete and a put). A conditional
+write whose condition fails still consumes write units for the item's size (at least one).
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import itertools
-import json
 import math
-import os
-import statistics
-import time
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT / "tests" / "events"
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
-WORKFLOW = "ingest"
+from coordinator_tools.kit.template import table_create_kwargs
 
-# Fake credentials and a region before any client exists; Powertools without X-Ray. The same
-# variables the test suite sets (tests/conftest.py), for the same reasons.
-FAKE_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "POWERTOOLS_SERVICE_NAME": "callback-coordinator",
-    "POWERTOOLS_METRICS_NAMESPACE": "CallbackCoordinatorBench",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_DEV": "false",
-}
-
-
-def fake_aws_environment() -> None:
-    os.environ.update(FAKE_ENVIRONMENT)
-
-
-fake_aws_environment()
-
-
-# -- results -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of docs/performance.md: what was measured, by what command, against what."""
-
-    name: str
-    command: str
-    figure: str
-    target: str
-    met: bool | None  # None: reported only, no target to meet
-    note: str = ""
-
-
-@dataclass
-class Report:
-    """A benchmark's rows for the summary table, and its own section of detail (markdown)."""
-
-    title: str
-    rows: list[Row] = field(default_factory=list)
-    detail: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"title": self.title, "rows": [asdict(r) for r in self.rows], "detail": self.detail}
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Report:
-        data = json.loads(text)
-        return cls(data["title"], [Row(**r) for r in data["rows"]], data["detail"])
-
-
-def emit(report: Report, argv: list[str]) -> None:
-    """`--json PATH` writes the report for run_all; otherwise print it for a human."""
-    if len(argv) >= 2 and argv[0] == "--json":
-        Path(argv[1]).write_text(report.to_json())
-        return
-    print(f"## {report.title}\n")
-    print(markdown_table(report.rows))
-    print()
-    print(report.detail)
-
-
-def markdown_table(rows: Iterable[Row]) -> str:
-    lines = ["| measure | command | figure | target | met |", "|---|---|---|---|---|"]
-    for row in rows:
-        met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
-        figure = row.figure + (f" ({row.note})" if row.note else "")
-        lines.append(f"| {row.name} | `{row.command}` | {figure} | {row.target} | {met} |")
-    return "\n".join(lines)
-
-
-def prose(text: str) -> str:
-    """A paragraph written across lines in the source, as one line of markdown."""
-    return " ".join(text.split())
-
-
-def table(header: list[str], body: Iterable[Iterable[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in body]
-    return "\n".join(lines)
-
-
-# -- timing --------------------------------------------------------------------------------------
-
-
-def interleaved(runs: int, **contenders: Callable[[int], float]) -> dict[str, list[float]]:
-    """Run each contender `runs` times, alternating which goes first; each returns its seconds."""
-    names = list(contenders)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for run in range(runs):
-        order = names if run % 2 == 0 else list(reversed(names))
-        for name in order:
-            samples[name].append(contenders[name](run))
-    return samples
-
-
-def median(values: Iterable[float]) -> float:
-    return statistics.median(list(values))
-
-
-def stopwatch(action: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-# -- the table -----------------------------------------------------------------------------------
-
-
-def create_table(client: Any, name: str) -> None:
-    """The coordinator table as template.yaml defines it (through the tests' template loader)."""
-    from tests.support.template import table_create_kwargs, table_ttl_specification
-
-    client.create_table(**table_create_kwargs(table_name=name))
-    client.update_time_to_live(TableName=name, TimeToLiveSpecification=table_ttl_specification())
-
-
-def table_indexes() -> list[dict[str, Any]]:
-    """The table's GSIs from the template: name, key attribute names and projected attributes."""
-    from tests.support.template import table_create_kwargs
-
-    kwargs = table_create_kwargs(table_name="probe")
-    table_keys = [key["AttributeName"] for key in kwargs["KeySchema"]]
-    found = []
-    for index in kwargs.get("GlobalSecondaryIndexes", []):
-        keys = [key["AttributeName"] for key in index["KeySchema"]]
-        projection = index["Projection"]
-        projected = (
-            projection.get("NonKeyAttributes", []) if projection["ProjectionType"] == "INCLUDE" else []
-        )
-        found.append(
-            {
-                "name": index["IndexName"],
-                "keys": keys,
-                "attributes": sorted({*keys, *table_keys, *projected}),
-                "all": projection["ProjectionType"] == "ALL",
-            }
-        )
-    return found
-
-
-def create_workflow(stepfunctions: Any, name: str) -> str:
-    """A state machine a coordinated workflow runs as (moto records executions, runs nothing)."""
-    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
-    response = stepfunctions.create_state_machine(
-        name=name,
-        definition=json.dumps(definition),
-        roleArn=f"arn:aws:iam::{ACCOUNT}:role/coordinator-bench-workflow",
-    )
-    return str(response["stateMachineArn"])
-
-
-# -- DynamoDB item sizes and capacity, per the pricing rules -------------------------------------
-#
-# DynamoDB Developer Guide, "DynamoDB read and write operations" and "Item sizes and formats":
-# a write unit is 1 KB of item (the larger of the item before and after), a strongly consistent
-# read unit 4 KB (eventually consistent: half), a Query sums the sizes of the items it *read*
-# (before its filter) and rounds up once, and an index whose entry appears, changes or
-# disappears costs its own write (two when its key changes: a delete and a put). A conditional
-# write whose condition fails still consumes write units for the item's size (at least one).
+# -- item sizes and capacity units, per the pricing rules ---------------------------------------
 
 
 def attribute_size(value: Mapping[str, Any]) -> int:
@@ -256,6 +86,28 @@ def index_writes(
     return units
 
 
+def table_indexes() -> list[dict[str, Any]]:
+    """The table's GSIs from the template: name, key attribute names and projected attributes."""
+    kwargs = table_create_kwargs(table_name="probe")
+    table_keys = [key["AttributeName"] for key in kwargs["KeySchema"]]
+    found = []
+    for index in kwargs.get("GlobalSecondaryIndexes", []):
+        keys = [key["AttributeName"] for key in index["KeySchema"]]
+        projection = index["Projection"]
+        projected = (
+            projection.get("NonKeyAttributes", []) if projection["ProjectionType"] == "INCLUDE" else []
+        )
+        found.append(
+            {
+                "name": index["IndexName"],
+                "keys": keys,
+                "attributes": sorted({*keys, *table_keys, *projected}),
+                "all": projection["ProjectionType"] == "ALL",
+            }
+        )
+    return found
+
+
 # -- the meter -----------------------------------------------------------------------------------
 
 
@@ -297,7 +149,9 @@ class Meter:
         self.probe = probe
         self.record_params = record_params
         self.indexes = table_indexes() if probe is not None else []
-        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+        # A call's before-image waits for its after-call on its own thread: settle moves waiters
+        # on a thread pool, and one shared stack paired a call with another thread's after-call.
+        self._threads = threading.local()
         for client in clients:
             events = client.meta.events
             if ask_capacity:
@@ -322,12 +176,13 @@ class Meter:
         # Only the capacity computation reads a call's parameters back: without a probe, copying
         # them would be the meter's own cost charged to the code it measures.
         kept_params = copy.deepcopy(params) if self.probe is not None else {}
-        self._pending.append((model.name, kept_params, before))
+        self._pending().append((model.name, kept_params, before))
 
     def _after(self, model: Any, parsed: Mapping[str, Any], **_: Any) -> None:
-        if not self._pending:
+        pending = self._pending()
+        if not pending:
             return
-        name, params, before = self._pending.pop()
+        name, params, before = pending.pop()
         service = model.service_model.service_name
         error = parsed.get("Error", {}).get("Code") if "Error" in parsed else None
         reported = None
@@ -339,6 +194,13 @@ class Meter:
         if service == "dynamodb" and self.probe is not None:
             table_units, index_units, kind = self._computed(name, params, before, error)
         self.calls.append(Call(name, error, reported, table_units, index_units, kind))
+
+    def _pending(self) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+        """This thread's calls sent and not yet answered."""
+        if not hasattr(self._threads, "pending"):
+            self._threads.pending = []
+        pending: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = self._threads.pending
+        return pending
 
     # the pricing rules applied to the actual items
 
@@ -414,69 +276,3 @@ class Meter:
 
 def describe_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
-
-
-# -- sample messages and events (variants of the named samples in tests/events/) -----------------
-
-_tokens = itertools.count(1)
-
-
-def new_token() -> str:
-    """A task token as opaque and long as Step Functions' own."""
-    return f"AQCEAAAAKgAAAAMAAAAAAAAAA{next(_tokens):06d}" + "x" * 200
-
-
-def process_body(payload_id: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "workflow": WORKFLOW,
-        "id": payload_id,
-        "input": {"granule": payload_id},
-        **fields,
-    }
-    if token is not None:
-        body["callback"] = {
-            "token": token,
-            "waiter": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:w:{token[-8:]}",
-        }
-    return body
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return dict(json.loads((EVENTS / f"{name}.json").read_text()))
-
-
-def sqs_event(bodies: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
-    template = load_event("sqs_process_message")["Records"][0]
-    records = []
-    for index, body in enumerate(bodies):
-        record = copy.deepcopy(template)
-        record["body"] = json.dumps(body)
-        record["messageId"] = f"{prefix}-{index}"
-        records.append(record)
-    return {"Records": records}
-
-
-def stream_event(images: list[dict[str, Any]]) -> dict[str, Any]:
-    """MODIFY stream records whose NewImage are `images` (already in DynamoDB JSON)."""
-    template = load_event("dynamodb_stream_waiter_resolved")["Records"][0]
-    records = []
-    for sequence, image in enumerate(images, start=1):
-        record = copy.deepcopy(template)
-        record["dynamodb"]["SequenceNumber"] = str(sequence)
-        record["dynamodb"]["Keys"] = {k: image[k] for k in ("payload_id", "sk")}
-        record["dynamodb"]["NewImage"] = image
-        records.append(record)
-    return {"Records": records}
-
-
-@dataclass
-class FakeContext:
-    """The parts of a Lambda context Powertools reads."""
-
-    function_name: str = "coordinator-bench"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:coordinator-bench"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000

@@ -1,4 +1,5 @@
-"""`template.yaml` as data, so tests build their resources from the template's own definitions.
+"""`template.yaml` as data, so tests and benchmarks build their resources from the template's own
+definitions.
 
 The template is parsed with cfn-lint's decoder, which understands the CloudFormation short tags
 (`!Ref`, `!Sub`, `!GetAtt`...) and returns them in their long form (`{"Fn::Sub": ...}`). Nothing
@@ -14,16 +15,16 @@ from typing import Any
 
 from cfnlint.decode import decode
 
+from coordinator_tools.kit import ROOT
 from coordinator_tools.local.cloudformation import Intrinsics
 from coordinator_tools.local.provision import create_table_request
 
-ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 STATEMACHINES_DIR = ROOT / "statemachines"
 
 
 class TemplateError(Exception):
-    """template.yaml could not be parsed, or lacks what a test asked for."""
+    """template.yaml could not be parsed, or lacks what a caller asked for."""
 
 
 def _plain(value: Any) -> Any:
