@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +28,28 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def keep_werkzeug_off_swapped_streams() -> None:
+    """The moto server's request log never writes to a stream a CliRunner swapped in.
+
+    On its first request werkzeug gives its logger a StreamHandler of its own unless something up
+    the logger tree already handles INFO (pytest's logging plugin does, `-p no:logging` removes
+    it). That handler keeps the `sys.stderr` of the moment, which during a CLI command is the
+    runner's capture, closed when the command returns: every later request line was a logging
+    error, and the lines written meanwhile landed in the command's output. A NullHandler counts
+    as a handler, so werkzeug adds none; its warnings still propagate to the root logger.
+    """
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.setLevel(logging.WARNING)
+    for handler in list(werkzeug.handlers):
+        if isinstance(handler, logging.StreamHandler):
+            werkzeug.removeHandler(handler)  # bound by werkzeug to some earlier stream
+    if not any(isinstance(handler, logging.NullHandler) for handler in werkzeug.handlers):
+        werkzeug.addHandler(logging.NullHandler())
+
+
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
+    keep_werkzeug_off_swapped_streams()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -123,26 +123,19 @@ def test_show_counts_ticks_in_the_schedules_zone_across_a_dst_gap(offline: dict[
     assert [t["tick"] for t in document["last"]] == ["2025-03-29T01:30:00Z"]
 
 
-def test_an_explicit_expression_needs_no_schedule_on_the_stack(offline: dict[str, Any], cli: Any) -> None:
+def shown_rate_of_90_minutes(cli: Any, start: str, *counts: str) -> dict[str, Any]:
+    """`schedule show ingest --json` of an explicit rate(90 minutes) from `start`, as of NOW."""
     result = cli(
-        "--json",
-        "schedule",
-        "show",
-        "ingest",
-        "--expression",
-        "rate(90 minutes)",
-        "--start",
-        "2022-02-15T00:00:00Z",
-        "--now",
-        NOW,
-        "--next",
-        "2",
-        "--last",
-        "2",
-    )
-
+        "--json", "schedule", "show", "ingest", "--expression", "rate(90 minutes)", "--start", start,
+        "--now", NOW, *counts,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    return dict(json.loads(result.output))
+
+
+def test_an_explicit_expression_needs_no_schedule_on_the_stack(offline: dict[str, Any], cli: Any) -> None:
+    document = shown_rate_of_90_minutes(cli, "2022-02-15T00:00:00Z", "--next", "2", "--last", "2")
+
     assert document["next"] == ["2022-02-15T04:30:00Z", "2022-02-15T06:00:00Z"]
     assert [t["tick"] for t in document["last"]] == ["2022-02-15T03:00:00Z", "2022-02-15T01:30:00Z"]
     assert {t["state"] for t in document["last"]} == {"MISSING"}
@@ -199,22 +192,7 @@ def test_a_rate_starting_later_has_no_last_ticks_and_its_first_tick_at_its_start
     offline: dict[str, Any], cli: Any
 ) -> None:
     """Scheduler fires nothing before a schedule's start, and anchors a rate there."""
-    result = cli(
-        "--json",
-        "schedule",
-        "show",
-        "ingest",
-        "--expression",
-        "rate(90 minutes)",
-        "--start",
-        "2022-02-16T00:15:00Z",
-        "--now",
-        NOW,
-        "--next",
-        "2",
-    )
+    document = shown_rate_of_90_minutes(cli, "2022-02-16T00:15:00Z", "--next", "2")
 
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
     assert document["next"] == ["2022-02-16T00:15:00Z", "2022-02-16T01:45:00Z"]
     assert document["last"] == []

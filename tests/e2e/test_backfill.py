@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -51,6 +52,23 @@ def attempts(stack: OfflineStack, *ticks: str) -> list[int]:
 FEBRUARY = ("2022-02-15T01:00:00Z", "2022-02-16T01:00:00Z", "2022-02-17T01:00:00Z")
 MARCH = ("2022-03-01T01:00:00Z", "2022-03-02T01:00:00Z", "2022-03-03T01:00:00Z")
 APRIL = ("2022-04-01T01:00:00Z", "2022-04-02T01:00:00Z", "2022-04-03T01:00:00Z")
+
+
+def continuation_chain(
+    stack: OfflineStack, first: str, each: Callable[[str], None] | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """A backfill followed through its continue-as-new executions, each to success (and `each`
+    run on it): their arns in order, and the last one's output, the whole backfill's summary."""
+    chain = [first]
+    while True:
+        ended = stack.wait_for_execution(chain[-1], timeout=40)
+        assert ended["status"] == "SUCCEEDED", ended
+        if each is not None:
+            each(chain[-1])
+        output: dict[str, Any] = json.loads(ended["output"])
+        if "continued_as" not in output:
+            return chain, output
+        chain.append(output["continued_as"])
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +149,7 @@ def test_a_backfill_longer_than_one_execution_continues_as_new_and_the_last_one_
     )
     first = stack.start_execution(backfills, request)
 
-    chain = [first]
-    while True:
-        ended = stack.wait_for_execution(chain[-1], timeout=40)
-        assert ended["status"] == "SUCCEEDED", ended
-        output = json.loads(ended["output"])
-        if "continued_as" not in output:
-            break
-        chain.append(output["continued_as"])
+    chain, output = continuation_chain(stack, first)
 
     assert output == {"ticks": 7, "succeeded": 7, "failed": 0, "already_done": 0}
     assert len(chain) == 4
@@ -234,17 +245,14 @@ def test_a_distributed_map_backfill_continues_as_new_and_each_history_stays_smal
         pages_per_execution=1,
     )
     sfn = stack.client("stepfunctions")
-    chain = [stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)]
-    while True:
-        ended = stack.wait_for_execution(chain[-1], timeout=40)
-        assert ended["status"] == "SUCCEEDED", ended
-        history = sfn.get_execution_history(executionArn=chain[-1], maxResults=1000)["events"]
+
+    def history_stays_small(execution_arn: str) -> None:
+        history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         # The ASL's own account (MorePageReads): at most 30 events an execution, 30 a read, 4 a page.
         assert len(history) <= 30 + 30 + 4 * 2, [event["type"] for event in history]
-        output = json.loads(ended["output"])
-        if "continued_as" not in output:
-            break
-        chain.append(output["continued_as"])
+
+    first = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
+    chain, output = continuation_chain(stack, first, each=history_stays_small)
 
     assert output == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
     assert len(chain) == 3

@@ -3,17 +3,34 @@ running (a payload followed to its final state, a backfill run to its summary)."
 
 from __future__ import annotations
 
+import io
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from botocore.client import BaseClient
 
 from coordinator_tools.cli import app
 from coordinator_tools.local import OfflineStack
+from coordinator_tools.local.runtime import FunctionCode
 from coordinator_tools.target import ExitCode, write_local_state
+from tests.e2e.conftest import StackCliRunner
+
+HANG_GUARD = 60.0
+# A handler of this module's own, run by the stack's runtime: it prints once `LATE_PRINT` says so.
+HANDLER_RUNNING = threading.Event()
+LATE_PRINT = threading.Event()
+LATE_LINE = '{"_aws": "a late metrics line"}'
+
+
+def late_printing_handler(event: Any, context: Any) -> dict[str, str]:
+    HANDLER_RUNNING.set()
+    LATE_PRINT.wait(HANG_GUARD)
+    print(LATE_LINE)  # noqa: T201 - what Powertools does with a metrics line
+    return {}
 
 
 @pytest.fixture
@@ -22,7 +39,7 @@ def cli(stack: OfflineStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         stack.endpoint_url, stack.region, dict(stack.outputs), tmp_path / "local.json"
     )
     monkeypatch.setenv("COORDINATOR_LOCAL_STATE", str(state_file))
-    runner = CliRunner()
+    runner = StackCliRunner(stack.runtime)
 
     def invoke(*args: str) -> Any:
         return runner.invoke(app, ["--local", "--json", *args])
@@ -138,9 +155,9 @@ def test_backfill_run_newest_first_runs_the_latest_tick_first(cli: Any, stack: O
     ],
 )
 def test_submit_wait_of_a_payload_that_did_not_succeed_prints_its_error_and_cause(
-    cli: Any, workflow: str, payload_id: str, state: str, error: str, cause: str
+    cli: Any, stack: OfflineStack, workflow: str, payload_id: str, state: str, error: str, cause: str
 ) -> None:
-    result = CliRunner().invoke(
+    result = StackCliRunner(stack.runtime).invoke(
         app,
         ["--local", "submit", workflow, "--id", payload_id, "--input", '{"fail": true}', "--wait"],
     )
@@ -307,9 +324,7 @@ def test_backfill_cancel_of_a_continued_backfill_stops_the_newest_execution_of_i
     assert all(arn not in listed for arn in document["chain"][1:])
 
 
-def test_schedule_show_finds_the_stacks_live_schedule_and_the_state_of_its_ticks(
-    cli: Any, stack: OfflineStack
-) -> None:
+def test_schedule_show_finds_the_stacks_live_schedule_and_the_state_of_its_ticks(cli: Any) -> None:
     """The template's ExampleSchedule, provisioned, is found by the workflow its input names."""
     submitted = cli(
         "submit",
@@ -322,20 +337,9 @@ def test_schedule_show_finds_the_stacks_live_schedule_and_the_state_of_its_ticks
     )
     assert submitted.exit_code == 0, submitted.output
 
-    # The submitted payload's last invocation may still be flushing its metrics to stdout, which
-    # the CLI runner has swapped for its own capture: no handler runs while schedule show does.
-    with stack.runtime.paused():
-        result = cli(
-            "schedule",
-            "show",
-            "example-target",
-            "--now",
-            "2022-02-15T01:30:00Z",
-            "--next",
-            "1",
-            "--last",
-            "2",
-        )
+    result = cli(
+        "schedule", "show", "example-target", "--now", "2022-02-15T01:30:00Z", "--next", "1", "--last", "2"
+    )
 
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
@@ -346,3 +350,55 @@ def test_schedule_show_finds_the_stacks_live_schedule_and_the_state_of_its_ticks
         ("2022-02-15T01:00:00Z", "SUCCEEDED"),
         ("2022-02-15T00:00:00Z", "MISSING"),
     ]
+
+
+def test_a_handler_printing_while_a_command_runs_writes_to_the_function_log_not_the_output(
+    cli: Any, stack: OfflineStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The class behind a red CI on 473fa60: an invocation in flight as a command starts, whose
+    print lands once the runner has swapped its capture in, must not end up in the command's
+    output (here it prints either while the command waits to start or while it runs)."""
+    stack.runtime.register(
+        FunctionCode(
+            name="late-printer",
+            logical_id="LatePrinter",
+            code_dir="tests/e2e/",
+            handler="test_cli.late_printing_handler",
+            timeout_seconds=60,
+            memory_mb=128,
+            arn="arn:aws:lambda:us-east-1:123456789012:function:late-printer",
+        )
+    )
+    HANDLER_RUNNING.clear()
+    LATE_PRINT.clear()
+    in_flight = threading.Thread(target=stack.runtime.route, args=("late-printer", {}, {}))
+    in_flight.start()
+    assert HANDLER_RUNNING.wait(HANG_GUARD)
+    # Let the handler print once the command is under way: as it waits for the stack to pause,
+    # or (a runner that does not pause it) at its first API call.
+    paused = stack.runtime.paused
+
+    def pausing() -> Any:
+        LATE_PRINT.set()
+        return paused()
+
+    make_api_call = BaseClient._make_api_call
+
+    def api_call_after_the_print(client: BaseClient, *args: Any) -> Any:
+        if threading.current_thread() is threading.main_thread() and not LATE_PRINT.is_set():
+            LATE_PRINT.set()
+            in_flight.join(HANG_GUARD)
+        return make_api_call(client, *args)
+
+    monkeypatch.setattr(stack.runtime, "paused", pausing)
+    monkeypatch.setattr(BaseClient, "_make_api_call", api_call_after_the_print)
+    try:
+        result = cli("status", "never-submitted")
+    finally:
+        LATE_PRINT.set()
+        in_flight.join(HANG_GUARD)
+
+    assert LATE_LINE not in result.output
+    function_log = stack.runtime.log_stream
+    assert isinstance(function_log, io.StringIO)
+    assert LATE_LINE in function_log.getvalue()

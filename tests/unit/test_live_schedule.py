@@ -316,3 +316,31 @@ def test_a_schedule_without_a_schedule_time_is_refused() -> None:
 
     with pytest.raises(InvalidMessage, match="needs a scheduleTime"):
         parse_process_message(json.dumps(message), max_bytes=262_144)
+
+
+def test_the_live_schedule_sends_no_after_unless_given_one() -> None:
+    message = live_message(FIRED_AT)
+
+    assert "after" not in message
+    assert parse_process_message(json.dumps(message), max_bytes=262_144).after == ()
+
+
+def test_the_live_schedules_after_parameter_goes_into_every_ticks_message() -> None:
+    """ScheduleAfter is the message's `after`, as a backfill's input `after` is each tick's."""
+    after = [{"previous": True, "first": "2022-02-15T00:00:00Z"}, {"id": "reference-data/latest"}]
+    message = live_message(FIRED_AT, ScheduleAfter=json.dumps(after))
+
+    assert message["after"] == after
+    upstreams = parse_process_message(json.dumps(message), max_bytes=262_144).after
+    # The previous tick of the 01:00 tick, and the payload named by id.
+    assert [upstream.payload_id for upstream in upstreams] == [
+        "example-target/2022-02-15T00:00:00Z",
+        "reference-data/latest",
+    ]
+
+
+def test_the_after_parameter_takes_a_json_list_or_nothing() -> None:
+    pattern = re.compile(load_template()["Parameters"]["ScheduleAfter"]["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch('[{"previous": true,\n "first": "2022-02-15T00:00:00Z"}]')
+    assert not pattern.fullmatch('{"previous": true}')

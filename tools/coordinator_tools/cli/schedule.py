@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from coordinator.identity import scheduled_payload_id
-from coordinator.schedule import DstFold, DstGap, Order, RateSchedule, compile_schedule, zone_of
-from coordinator.schedule.instants import EARLIEST, LATEST, SECOND, instants, tick_text, utc_second
+from coordinator.schedule import Order, RateSchedule, compile_schedule, scheduler_instants, zone_of
+from coordinator.schedule.instants import EARLIEST, LATEST, SECOND, tick_text, utc_second
 from coordinator_tools import inspection
 from coordinator_tools.cli.common import Options, app, emit, global_options, key_values, one_line_errors, out
 from coordinator_tools.target import Target
@@ -93,7 +93,8 @@ def _names_workflow(input_text: str | None, workflow: str) -> bool:
 
 def tick_instants(schedule: LiveSchedule, now: datetime, *, after: bool) -> Iterator[datetime]:
     """The schedule's ticks after `now` (ascending) or at or before it (descending), naive UTC,
-    with Scheduler's DST rules: the runtime's tick generator, as the backfill uses it."""
+    with Scheduler's DST rules: the runtime's generator (`scheduler_instants`), streamed, since
+    `ticks_between` answers a bounded list and the next ticks have no bound but their count."""
     compiled, zone = compile_schedule(schedule.expression), zone_of(schedule.timezone)
     instant = utc_second(now, zone)
     if isinstance(compiled, RateSchedule) and schedule.start is None:
@@ -106,16 +107,7 @@ def tick_instants(schedule: LiveSchedule, now: datetime, *, after: bool) -> Iter
         low, high, order = max(first, instant - _LOOKBACK), min(stop, instant + SECOND), Order.DESC
     if high <= low:
         return iter(())
-    return instants(
-        compiled,
-        zone,
-        anchor=first,
-        low=low,
-        high=high,
-        dst_gap=DstGap.SKIP,
-        dst_fold=DstFold.ONCE,
-        order=order,
-    )
+    return scheduler_instants(compiled, zone, low, high, order, anchor=first)
 
 
 def next_ticks(schedule: LiveSchedule, now: datetime, count: int) -> list[str]:

@@ -44,16 +44,21 @@ class _InvocationOutput:
 
     Lambda captures a function's stdout and stderr into its log group; the offline equivalent is the stack's
     log stream. Only the thread running an invocation is redirected: the demo's timeline, printed
-    from another thread at the same moment, still reaches the terminal.
+    from another thread at the same moment, still reaches the terminal. Which thread that is, the
+    runtime says at the time of each write: a wrapper swapped out while an invocation ran (by a
+    CLI test runner) and swapped back later keeps no stale thread of its own.
     """
 
-    def __init__(self, terminal: TextIO, log_stream: TextIO) -> None:
+    def __init__(self, terminal: TextIO, runtime: FunctionRuntime) -> None:
         self.terminal = terminal
-        self.log_stream = log_stream
-        self.invoking_thread: int | None = None
+        self.runtime = runtime
+
+    @property
+    def log_stream(self) -> TextIO:
+        return self.runtime.log_stream
 
     def write(self, text: str) -> int:
-        if threading.get_ident() == self.invoking_thread:
+        if threading.get_ident() == self.runtime.invoking_thread:
             return self.log_stream.write(text)
         return self.terminal.write(text)
 
@@ -125,6 +130,7 @@ class FunctionRuntime:
         self.log_stream = log_stream or io.StringIO()
         self.listeners: list[Callable[[InvocationRecord], None]] = []
         self._invoke_lock = threading.RLock()
+        self.invoking_thread: int | None = None  # the thread inside `route`, while it is
         self._current: str | None = None
         self._applied: dict[str, str | None] = {}
         self._log_handlers: list[tuple[logging.StreamHandler[Any], Any]] = []  # with their old streams
@@ -141,6 +147,12 @@ class FunctionRuntime:
         CLI test runner) captures nothing a handler prints, not even a late metrics flush."""
         with self._invoke_lock:
             yield
+
+    def _guarded(self, stream: TextIO) -> _InvocationOutput:
+        """`stream`, except that what an invocation writes to it goes to the function log."""
+        if isinstance(stream, _InvocationOutput) and stream.runtime is self:
+            return stream
+        return _InvocationOutput(stream, self)
 
     def route(self, function_name: str, environment: dict[str, str], event: Any) -> Invocation:
         """Run one invocation (moto's router). Errors come back the way Lambda reports them."""
@@ -186,9 +198,7 @@ class FunctionRuntime:
                     str(error)[:300],
                 )
             finally:
-                for stream in (sys.stdout, sys.stderr):
-                    if isinstance(stream, _InvocationOutput):
-                        stream.invoking_thread = None
+                self.invoking_thread = None
             record = InvocationRecord(code.logical_id, started, time.monotonic() - started, errored)
         for listener in self.listeners:
             listener(record)
@@ -212,19 +222,17 @@ class FunctionRuntime:
         self._route_logs()
 
     def _capture_output(self) -> None:
-        if not isinstance(sys.stdout, _InvocationOutput):
-            sys.stdout = _InvocationOutput(sys.stdout, self.log_stream)
-        if not isinstance(sys.stderr, _InvocationOutput):
-            sys.stderr = _InvocationOutput(sys.stderr, self.log_stream)
-        sys.stdout.invoking_thread = sys.stderr.invoking_thread = threading.get_ident()
+        sys.stdout = self._guarded(sys.stdout)
+        sys.stderr = self._guarded(sys.stderr)
+        self.invoking_thread = threading.get_ident()
 
     def shutdown(self) -> None:
         """The process as it was: environment, caches, stdout and stderr."""
         with self._invoke_lock:
             self.reset()
-            if isinstance(sys.stdout, _InvocationOutput) and sys.stdout.log_stream is self.log_stream:
+            if isinstance(sys.stdout, _InvocationOutput) and sys.stdout.runtime is self:
                 sys.stdout = sys.stdout.terminal
-            if isinstance(sys.stderr, _InvocationOutput) and sys.stderr.log_stream is self.log_stream:
+            if isinstance(sys.stderr, _InvocationOutput) and sys.stderr.runtime is self:
                 sys.stderr = sys.stderr.terminal
             while self._log_handlers:
                 handler, original = self._log_handlers.pop()

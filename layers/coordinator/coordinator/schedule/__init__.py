@@ -28,7 +28,7 @@ from coordinator.schedule.expressions import (
     compile_schedule,
 )
 from coordinator.schedule.instants import DstFold, DstGap, Order, zone_of
-from coordinator.schedule.interval import data_interval, ticks_between
+from coordinator.schedule.interval import data_interval, scheduler_instants, ticks_between
 from coordinator.schedule.range_request import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -63,6 +63,7 @@ __all__ = [
     "data_interval",
     "page_cursors",
     "range_page",
+    "scheduler_instants",
     "ticks",
     "ticks_between",
     "zone_of",

@@ -8,7 +8,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from coordinator.schedule.errors import InvalidRange, InvalidSchedule
-from coordinator.schedule.expressions import CronSchedule, RateSchedule, compile_schedule
+from coordinator.schedule.expressions import RateSchedule, Schedule, compile_schedule
 from coordinator.schedule.instants import (
     EARLIEST,
     SECOND,
@@ -54,12 +54,12 @@ def data_interval(
             )
         previous: datetime | None = instant - schedule.every
     else:
-        if next(_scheduler_instants(schedule, zone, instant, instant + SECOND, Order.ASC), None) is None:
+        if next(scheduler_instants(schedule, zone, instant, instant + SECOND, Order.ASC), None) is None:
             raise InvalidRange(
                 "scheduleTime", f"{tick_text(instant)} is not a tick of {expression.strip()} in {timezone}"
             )
         low = max(EARLIEST, instant - _PREVIOUS_TICK_LOOKBACK)
-        previous = next(_scheduler_instants(schedule, zone, low, instant, Order.DESC), None)
+        previous = next(scheduler_instants(schedule, zone, low, instant, Order.DESC), None)
     # Back from the generator's naive UTC to aware datetimes.
     return (previous.replace(tzinfo=UTC) if previous else None), instant.replace(tzinfo=UTC)
 
@@ -76,29 +76,27 @@ def ticks_between(
             raise InvalidSchedule(
                 "schedule.start", "rate(...) is anchored at the schedule's start: give `start`"
             )
-        found = instants(
-            schedule,
-            zone,
-            anchor=utc_second(anchor, zone),
-            low=start,
-            high=end,
-            dst_gap=DstGap.SKIP,
-            dst_fold=DstFold.ONCE,
-            order=Order.ASC,
-        )
+        found = scheduler_instants(schedule, zone, start, end, Order.ASC, anchor=utc_second(anchor, zone))
     else:
-        found = _scheduler_instants(schedule, zone, start, end, Order.ASC)
+        found = scheduler_instants(schedule, zone, start, end, Order.ASC)
     return [instant.replace(tzinfo=UTC) for instant in found]
 
 
-def _scheduler_instants(
-    schedule: CronSchedule, zone: ZoneInfo, low: datetime, high: datetime, order: Order
+def scheduler_instants(
+    schedule: Schedule,
+    zone: ZoneInfo,
+    low: datetime,
+    high: datetime,
+    order: Order,
+    *,
+    anchor: datetime | None = None,
 ) -> Iterator[datetime]:
-    """A cron's instants in `[low, high)` with Scheduler's own DST rules (skip, once)."""
+    """A schedule's instants in `[low, high)` (naive UTC, streamed) with Scheduler's own DST
+    rules (skip, once); a rate counts from `anchor`, its start (a cron ignores it)."""
     return instants(
         schedule,
         zone,
-        anchor=low,
+        anchor=low if anchor is None else anchor,
         low=low,
         high=high,
         dst_gap=DstGap.SKIP,
