@@ -232,7 +232,7 @@ def test_update_state_keeps_events_that_fail_after_lambda_retries() -> None:
             {"TABLE_NAME", "STATE_MACHINE_ARN_PREFIX", "DEAD_LETTER_QUEUE_URL", "RETENTION_DAYS"},
         ),
         ("UpdateStateFunction", {"TABLE_NAME"}),
-        ("DispatcherFunction", {"TABLE_NAME", "RETENTION_DAYS"}),
+        ("DispatcherFunction", {"TABLE_NAME", "RETENTION_DAYS", "DISPATCH_CONCURRENCY"}),
         (
             "ReconcileFunction",
             {
