@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from coordinator.dispatch import Dispatched, ResolvedWaiter, dispatch, dispatch_gate
+from coordinator.dispatch import ConcurrentBatchProcessor, Dispatched, ResolvedWaiter, dispatch, dispatch_gate
 from coordinator.gate import Heard
 from coordinator.observability import logger, metrics, tracer
 from coordinator.services import services
@@ -21,8 +21,13 @@ from coordinator.services import services
 # event source retries exactly those (and the response shape never depends on the count).
 # Records arrive as Powertools' stream data class, whose `new_image` is the image deserialized
 # (as the parser model would, without building that model at cold start); `ResolvedWaiter`
-# then checks the image is a waiter to act on.
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+# then checks the image is a waiter to act on. Up to DISPATCH_CONCURRENCY records of different
+# items are handled at once (`ConcurrentBatchProcessor`).
+processor = ConcurrentBatchProcessor(
+    event_type=EventType.DynamoDBStreams,
+    raise_on_entire_batch_failure=False,
+    concurrency=lambda: services().settings.dispatch_concurrency,
+)
 
 
 @tracer.capture_method

@@ -7,6 +7,7 @@ botocore's Stubber on the Step Functions client, while the table stays in moto.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -233,3 +234,32 @@ def test_ttl_removals_waiting_rows_and_notified_rows_are_skipped(
     responses = [app.lambda_handler(event, context) for event in events]
 
     assert responses == [{"batchItemFailures": []}, {"batchItemFailures": []}]
+
+
+class MeetingStepFunctions:
+    """Step Functions whose SendTaskSuccess answers only once `parties` calls are in flight."""
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.tokens: list[str] = []
+
+    def send_task_success(self, taskToken: str, output: str) -> dict[str, Any]:
+        self.barrier.wait()  # raises BrokenBarrierError if the others never come
+        self.tokens.append(taskToken)
+        return {}
+
+
+def test_records_of_different_waiters_in_one_batch_are_sent_at_once(
+    services: Services, lambda_env: None, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiters = [resolved(services, payload_id=f"p-{n}") for n in range(3)]
+    services.settings = services.settings.model_copy(update={"dispatch_concurrency": 3})
+    meeting = MeetingStepFunctions(parties=3)
+    services.stepfunctions = meeting  # type: ignore[assignment]
+    monkeypatch.setattr(app, "services", lambda: services)
+
+    response = app.lambda_handler(stream_event(*(image(services, w) for w in waiters)), context)
+
+    assert response == {"batchItemFailures": []}
+    assert sorted(meeting.tokens) == sorted(w.task_token for w in waiters)
+    assert all(row(services, w.payload_id, w.sk)["outcome"] == "resumed" for w in waiters)

@@ -212,6 +212,18 @@ def update_state_succeeded_with_two_waiters(world: World) -> Case:
     return Case(eventbridge_delivery(world, event), expect={"P": (State.SUCCEEDED, 1)})
 
 
+def update_state_five_waiters_three_moves_at_once(world: World) -> Case:
+    """settle's moves on its pool, bounded below the page (3 threads, 5 moves): a crash
+    before or after any of them, while others are in flight, is repaired by the retried event."""
+    world.services.settings = world.services.settings.model_copy(update={"move_concurrency": 3})
+    submit(world, body(id="P"), "m-producer")
+    finish(world, "P", "RUNNING")
+    for index in range(5):
+        submit(world, body(id="P", callback=callback()), f"m-waiter-{index}")
+    event = world.status_of("P", "SUCCEEDED", output='{"items": 5}')
+    return Case(eventbridge_delivery(world, event), expect={"P": (State.SUCCEEDED, 1)})
+
+
 def update_state_failed_with_dropped_input(world: World) -> Case:
     """Input and output over EventBridge's limit: the input is read back with DescribeExecution."""
     submit(world, body(id="P", callback=callback()), "m-producer")
@@ -312,6 +324,14 @@ def dispatcher_two_succeeded_waiters(world: World) -> Case:
     """The crash between SendTaskSuccess and mark_notified: the retry meets a closed token."""
     images = resolved_waiters(world, "SUCCEEDED", 2, output='{"items": 3}')
     world.delivered = len(world.lab.calls.calls)  # the stream records under test are these
+    return Case(stream_delivery(world, stream_event(*images)), expect={"P": (State.SUCCEEDED, 1)})
+
+
+def dispatcher_five_waiters_three_records_at_once(world: World) -> Case:
+    """The dispatcher's records of one batch on 3 threads: a crash at any send or stamp."""
+    world.services.settings = world.services.settings.model_copy(update={"dispatch_concurrency": 3})
+    images = resolved_waiters(world, "SUCCEEDED", 5, output='{"items": 3}')
+    world.delivered = len(world.lab.calls.calls)
     return Case(stream_delivery(world, stream_event(*images)), expect={"P": (State.SUCCEEDED, 1)})
 
 
@@ -442,6 +462,7 @@ SCENARIOS: dict[str, Setup] = {
     "process: waiter closing a cycle": process_waiter_closing_a_cycle,
     "update-state: succeeded with two waiters": update_state_succeeded_with_two_waiters,
     "update-state: failed, input and output dropped": update_state_failed_with_dropped_input,
+    "update-state: five waiters, three moves at once": update_state_five_waiters_three_moves_at_once,
     "update-state: running": update_state_running,
     "update-state: stale event of an older attempt": update_state_stale_event_of_older_attempt,
     "process: rerun redrive of a failed payload": process_rerun_redrive_of_a_failed_payload,
@@ -450,6 +471,7 @@ SCENARIOS: dict[str, Setup] = {
     "update-state: failed run's late event after a redrive": update_state_late_event_after_a_redrive,
     "reconcile: redrive claimed, never sent": reconcile_redrive_claimed_never_sent,
     "dispatcher: two succeeded waiters": dispatcher_two_succeeded_waiters,
+    "dispatcher: five waiters, three records at once": dispatcher_five_waiters_three_records_at_once,
     "dispatcher: failed waiter": dispatcher_failed_waiter,
     "dispatcher: token already timed out": dispatcher_token_already_timed_out,
     "reconcile: backlog of four repairs": reconcile_backlog,
@@ -472,6 +494,8 @@ CALLS = {
     "process: unknown workflow": 8,
     "process: waiter closing a cycle": 2,
     "update-state: succeeded with two waiters": 4,
+    # finalize, query, five moves
+    "update-state: five waiters, three moves at once": 7,
     "update-state: failed, input and output dropped": 4,
     "update-state: running": 1,
     "update-state: stale event of an older attempt": 1,
@@ -484,6 +508,7 @@ CALLS = {
     # 16 shard pages; DescribeExecution, GetItem, RedriveExecution
     "reconcile: redrive claimed, never sent": 19,
     "dispatcher: two succeeded waiters": 4,
+    "dispatcher: five waiters, three records at once": 10,
     "dispatcher: failed waiter": 2,
     "dispatcher: token already timed out": 2,
     # + GetItem for B and D: the STATE row's redrive count (the index does not carry it)

@@ -80,3 +80,27 @@ def test_a_page_ends_with_its_last_tick_before_the_next_page_starts() -> None:
 
     assert 120 < float(one_page_at_a_time["seconds"]) < 125  # type: ignore[arg-type]
     assert 60 < float(both_at_once["seconds"]) < 65  # type: ignore[arg-type]
+
+
+def test_as_deployed_reads_the_dispatchers_records_at_once_from_its_environment() -> None:
+    from bench.quota_simulation import dispatch_concurrency
+    from coordinator_tools.kit.template import function_environment
+
+    environment = function_environment("DispatcherFunction")
+
+    assert (
+        as_deployed().dispatch_workers
+        == dispatch_concurrency(environment)
+        == int(environment["DISPATCH_CONCURRENCY"])
+        > 1
+    )
+
+
+def test_the_deployed_fan_in_resumes_everyone_within_the_target() -> None:
+    from bench.quota_fanout import simulate_fanout
+    from bench.quota_model import FANIN_TARGET
+
+    result = simulate_fanout(as_deployed())
+
+    assert result["moved_by_settle"] == as_deployed().waiters
+    assert float(result["all_notified"]) <= FANIN_TARGET  # type: ignore[arg-type]

@@ -233,7 +233,7 @@ def test_update_state_keeps_events_that_fail_after_lambda_retries() -> None:
             {"TABLE_NAME", "STATE_MACHINE_ARN_PREFIX", "DEAD_LETTER_QUEUE_URL", "RETENTION_DAYS"},
         ),
         ("UpdateStateFunction", {"TABLE_NAME"}),
-        ("DispatcherFunction", {"TABLE_NAME", "RETENTION_DAYS"}),
+        ("DispatcherFunction", {"TABLE_NAME", "RETENTION_DAYS", "DISPATCH_CONCURRENCY"}),
         (
             "ReconcileFunction",
             {
@@ -311,6 +311,8 @@ def test_the_dashboard_draws_only_metrics_the_code_publishes() -> None:
     [dashboard] = resources("AWS::CloudWatch::Dashboard").values()
     body = dashboard["Properties"]["DashboardBody"]
     text = body["Fn::Sub"] if isinstance(body, dict) else body
+    if isinstance(text, list):  # !Sub [text, variables]
+        text = text[0]
     drawn = set(re.findall(r'\["\$\{Namespace\}", "(\w+)"', text))
 
     assert len(drawn) > 5

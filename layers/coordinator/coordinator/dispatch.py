@@ -17,11 +17,13 @@ confirmed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor
 from botocore.exceptions import ClientError
 
 from coordinator.gate import Heard, hear
@@ -90,6 +92,42 @@ _OPTIONAL_TEXT = (
     "dependency_cause",
     "cause",
 )
+
+
+class ConcurrentBatchProcessor(BatchProcessor):
+    """Powertools' batch processor, handling up to `concurrency()` records of a batch at once.
+
+    One shard's records reach the dispatcher in up to ParallelizationFactor batches at once
+    already, Lambda keeping order only per item. Within a batch the same holds here: records
+    are grouped by their item's key and a group is handled in its order on one thread, while
+    groups run side by side. A record of a waiter touches only that waiter's row and token (or,
+    for a gate, the gated row, whose count is a set: see `coordinator.gate`), so the records
+    of different items are as independent here as in two batches. Failures are reported as
+    before; the stream retries from the lowest failed sequence number whatever the order.
+    """
+
+    def __init__(self, *args: Any, concurrency: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._concurrency = concurrency
+
+    def process(self) -> list[Any]:
+        workers = self._concurrency()
+        groups: dict[str, list[int]] = {}
+        for index, record in enumerate(self.records):
+            key = json.dumps(record.get("dynamodb", {}).get("Keys"), sort_keys=True)
+            groups.setdefault(key, []).append(index)
+        if workers <= 1 or len(groups) <= 1:
+            return super().process()
+        results: list[Any] = [None] * len(self.records)
+
+        def handle_group(indexes: list[int]) -> None:
+            for index in indexes:
+                results[index] = self._process_record(self.records[index])
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="dispatch") as pool:
+            for future in [pool.submit(handle_group, indexes) for indexes in groups.values()]:
+                future.result()  # a crash (BaseException) in a group ends the invocation
+        return results
 
 
 def dispatch(services: Services, waiter: ResolvedWaiter) -> Dispatched:

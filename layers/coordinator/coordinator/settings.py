@@ -36,6 +36,10 @@ class Settings(BaseModel):
     # move is one conditional write to the payload's partition; 8 keep it at its 1,000 WCU/s
     # at ~5-10 ms a write (docs/scaling.md). 1 moves them one at a time.
     move_concurrency: int = Field(default=8, ge=1, le=64, alias="SETTLE_MOVE_CONCURRENCY")
+    # How many records of one stream batch the dispatcher handles at once (threads over the
+    # container's clients; a record's own calls stay in order). 1 handles them one after another;
+    # the template sets 10, which lets one shard's ten batches reach SendTaskSuccess's refill.
+    dispatch_concurrency: int = Field(default=1, ge=1, le=64, alias="DISPATCH_CONCURRENCY")
 
     @property
     def retention_seconds(self) -> int:

@@ -63,6 +63,13 @@ def settle(
     in a later page or, put after the query ended, sees the final STATE when process claims.
     A crash part-way through leaves some rows WAITING; the redelivered event (or reconcile)
     runs settle again, which moves those and finds the moved ones gone from the query.
+
+    Re-checked with the moves concurrent (issue 19): nothing in the argument depended on their
+    order. The finalize still precedes the query that finds the waiters (the pool is fed only
+    from pages already read), the run check is still made per page before any of its moves is
+    submitted, and a move racing process's own move of the same row, or a second settle's, is
+    decided by the row's condition, so it takes effect once whoever wins. The crash sweep runs
+    five moves three at a time with a crash at every call (tests/reliability).
     """
     table = services.table
     now = services.clock()
