@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools import cli as cli_module
 from coordinator_tools.cli import BackfillProgress, Options, app, failed_ticks, show_backfill
-from coordinator_tools.target import ExitCode
-from tests.conftest import REGION
+from coordinator_tools.target import ExitCode, Target
+from tests.conftest import REGION, TABLE
 from tests.support.factories import callback, request
 
 
@@ -245,6 +245,41 @@ def test_stuck_lists_old_claims_and_waiters(offline: dict[str, Any], cli: Any) -
         ("payload", "CLAIMED"),
         ("waiter", "WAITING"),
     ]
+
+
+def test_stuck_lists_a_gate_from_its_claim_with_its_upstreams_done_and_missing(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    services = offline["services"]
+    done = started(offline, "up-done")
+    settle(services, "up-done", done, State.SUCCEEDED, output="{}")
+    started(offline, "up-running")
+    started(offline, "p-gated", after=[{"id": "up-done"}, {"id": "up-running"}, {"id": "up-absent"}])
+    gated = services.table.get_state("p-gated")
+    assert gated is not None
+    assert gated.claimed_at is not None
+    two_hours_on = datetime.fromisoformat(gated.claimed_at) + timedelta(hours=2)
+    services.dynamodb.update_item(  # a reconcile visit a minute ago: it defers the row
+        TableName=services.settings.table_name,
+        Key={"payload_id": {"S": "p-gated"}, "sk": {"S": "STATE"}},
+        UpdateExpression="SET pending_since = :since",
+        ExpressionAttributeValues={":since": {"S": (two_hours_on - timedelta(minutes=1)).isoformat()}},
+    )
+
+    target = Target(outputs={"TableName": TABLE}, region=REGION, endpoint_url=offline["endpoint"])
+    [gate] = inspection.stuck_gates(target, gated_seconds=3600, now=two_hours_on)
+    claims = inspection.stuck(target, claim_seconds=3600, waiting_seconds=10**6, now=two_hours_on)
+    human = cli("stuck", "--gated-for", "0").output
+
+    assert (gate["payload_id"], gate["age_seconds"], gate["gated"]) == (
+        "p-gated",
+        7200,
+        "1 of 3 upstream done",
+    )
+    assert (gate["missing"], gate["missing_count"]) == (["up-running", "up-absent"], 2)
+    assert "p-gated" not in [row["payload_id"] for row in claims]  # listed once, as a gate
+    assert inspection.stuck_gates(target, gated_seconds=7201, now=two_hours_on) == []
+    assert "1 of 3 upstream done; missing up-running, up-absent" in " ".join(human.split())
 
 
 def test_unreachable_endpoint_has_its_own_exit_code(offline: dict[str, Any]) -> None:

@@ -235,6 +235,8 @@ def stuck(
             ExpressionAttributeValues={":s": {"S": shard}, ":t": {"S": older_than}},
         )
         for row in rows:
+            if row.get("state") == State.GATED:
+                continue  # reconcile's visits reset its pending_since: `stuck_gates` lists it
             since = datetime.fromisoformat(row["pending_since"])
             found.append(
                 {
@@ -244,6 +246,49 @@ def stuck(
                     "execution_arn": row.get("execution_arn"),
                     "since": row["pending_since"],
                     "age_seconds": int((now - since).total_seconds()),
+                }
+            )
+    return sorted(found, key=lambda entry: entry["since"])
+
+
+def stuck_gates(target: Target, *, gated_seconds: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    """GATED payloads gated for over `gated_seconds`, with their upstreams done and missing.
+
+    A gate's wait is measured from its claim (`claimed_at`, when it was gated): reconcile, which
+    visits every gate, resets the row's `pending_since` each time, so that would say "just now".
+    """
+    now = now or datetime.now(UTC)
+    found = []
+    for shard in pending_shards():
+        if not shard.startswith(STATE_KEY):
+            continue
+        rows = _query_all(
+            target,
+            IndexName=BY_PENDING,
+            KeyConditionExpression="pending_shard = :s",
+            FilterExpression="#state = :gated",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":s": {"S": shard}, ":gated": {"S": str(State.GATED)}},
+        )
+        for indexed in rows:
+            try:
+                row = state_row(target, indexed["payload_id"])  # the index carries no gate fields
+            except NotFound:
+                continue  # gone since the query (its retention ended)
+            if row.get("state") != State.GATED:
+                continue
+            age = int((now - datetime.fromisoformat(row["claimed_at"])).total_seconds())
+            if age < gated_seconds:
+                continue
+            found.append(
+                {
+                    "kind": "gate",
+                    "payload_id": row["payload_id"],
+                    "state": row["state"],
+                    "execution_arn": row.get("execution_arn"),
+                    "since": row["claimed_at"],
+                    "age_seconds": age,
+                    **(_gate_of(row) or {}),
                 }
             )
     return sorted(found, key=lambda entry: entry["since"])
