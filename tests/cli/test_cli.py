@@ -17,6 +17,7 @@ from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools import cli as cli_module
 from coordinator_tools.cli import BackfillProgress, Options, app, failed_ticks, show_backfill
+from coordinator_tools.cli.backfill import backfill_result
 from coordinator_tools.target import ExitCode, Target
 from tests.conftest import REGION, TABLE
 from tests.support.factories import callback, request
@@ -466,6 +467,43 @@ def test_failed_ticks_of_a_backfill_are_named_up_to_twenty_with_the_count(
         *(f"  ingest/{tick}  FAILED" for tick in ticks[:20]),
         "  and 2 more",
     ]
+
+
+def test_a_backfills_summary_counts_ticks_its_gate_ended_apart_from_failed_ones(
+    offline: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    services = offline["services"]
+    upstream = started(offline, "up-failed")
+    settle(services, "up-failed", upstream, State.FAILED, error="Boom")
+    ticks = [f"ingest/2022-03-01T0{hour}:00:00Z" for hour in range(4)]
+    failed = started(offline, ticks[0])
+    settle(services, ticks[0], failed, State.FAILED, error="Boom")
+    for tick in ticks[1:3]:  # gated on a failed upstream: ended DependencyFailed, never run
+        started(offline, tick, scheduleTime=tick.removeprefix("ingest/"), after=[{"id": "up-failed"}])
+    done = started(offline, ticks[3])
+    settle(services, ticks[3], done, State.SUCCEEDED, output="{}")
+    summary = {"ticks": 4, "succeeded": 1, "failed": 3, "already_done": 0}
+    backfill = a_backfill("SUCCEEDED", succeeded=1, failed=3)
+    backfill.request = {"workflow": "ingest", "schedule": "0 * * * *", "timezone": "UTC"} | {
+        "start": "2022-03-01T00:00:00Z",
+        "stop": "2022-03-01T04:00:00Z",
+    }
+    backfill.summary = summary
+
+    result = backfill_result(Options(None, None, True, None, False).target(), backfill)
+
+    assert services.table.get_state(ticks[1]).error == "DependencyFailed"  # type: ignore[union-attr]
+    assert result["summary"] == summary | {
+        "failed": 1,
+        "dependency_failed": 2,
+        "dependency_timed_out": 0,
+        "dependency_cycle": 0,
+    }
+    assert (result["failed"], result["dependency_failed"], result["failed_count"]) == (1, 2, 3)
+    show_backfill(result)
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert " failed 1 " in shown
+    assert "dependency_failed 2" in shown
 
 
 def a_backfill(status: str = "RUNNING", **counts: int) -> backfills.Backfill:
