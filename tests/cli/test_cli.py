@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools import cli as cli_module
 from coordinator_tools.cli import BackfillProgress, Options, app, failed_ticks, show_backfill
+from coordinator_tools.cli.backfill import backfill_result
 from coordinator_tools.kit.events import callback, request
-from coordinator_tools.target import ExitCode
-from tests.conftest import REGION
+from coordinator_tools.target import ExitCode, Target
+from tests.conftest import REGION, TABLE
 
 
 def started(offline: dict[str, Any], payload_id: str, **fields: Any) -> str:
@@ -247,6 +248,41 @@ def test_stuck_lists_old_claims_and_waiters(offline: dict[str, Any], cli: Any) -
     ]
 
 
+def test_stuck_lists_a_gate_from_its_claim_with_its_upstreams_done_and_missing(
+    offline: dict[str, Any], cli: Any
+) -> None:
+    services = offline["services"]
+    done = started(offline, "up-done")
+    settle(services, "up-done", done, State.SUCCEEDED, output="{}")
+    started(offline, "up-running")
+    started(offline, "p-gated", after=[{"id": "up-done"}, {"id": "up-running"}, {"id": "up-absent"}])
+    gated = services.table.get_state("p-gated")
+    assert gated is not None
+    assert gated.claimed_at is not None
+    two_hours_on = datetime.fromisoformat(gated.claimed_at) + timedelta(hours=2)
+    services.dynamodb.update_item(  # a reconcile visit a minute ago: it defers the row
+        TableName=services.settings.table_name,
+        Key={"payload_id": {"S": "p-gated"}, "sk": {"S": "STATE"}},
+        UpdateExpression="SET pending_since = :since",
+        ExpressionAttributeValues={":since": {"S": (two_hours_on - timedelta(minutes=1)).isoformat()}},
+    )
+
+    target = Target(outputs={"TableName": TABLE}, region=REGION, endpoint_url=offline["endpoint"])
+    [gate] = inspection.stuck_gates(target, gated_seconds=3600, now=two_hours_on)
+    claims = inspection.stuck(target, claim_seconds=3600, waiting_seconds=10**6, now=two_hours_on)
+    human = cli("stuck", "--gated-for", "0").output
+
+    assert (gate["payload_id"], gate["age_seconds"], gate["gated"]) == (
+        "p-gated",
+        7200,
+        "1 of 3 upstream done",
+    )
+    assert (gate["missing"], gate["missing_count"]) == (["up-running", "up-absent"], 2)
+    assert "p-gated" not in [row["payload_id"] for row in claims]  # listed once, as a gate
+    assert inspection.stuck_gates(target, gated_seconds=7201, now=two_hours_on) == []
+    assert "1 of 3 upstream done; missing up-running, up-absent" in " ".join(human.split())
+
+
 def test_unreachable_endpoint_has_its_own_exit_code(offline: dict[str, Any]) -> None:
     result = CliRunner().invoke(app, ["--local", "--endpoint-url", "http://127.0.0.1:9", "status", "x"])
 
@@ -431,6 +467,43 @@ def test_failed_ticks_of_a_backfill_are_named_up_to_twenty_with_the_count(
         *(f"  ingest/{tick}  FAILED" for tick in ticks[:20]),
         "  and 2 more",
     ]
+
+
+def test_a_backfills_summary_counts_ticks_its_gate_ended_apart_from_failed_ones(
+    offline: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    services = offline["services"]
+    upstream = started(offline, "up-failed")
+    settle(services, "up-failed", upstream, State.FAILED, error="Boom")
+    ticks = [f"ingest/2022-03-01T0{hour}:00:00Z" for hour in range(4)]
+    failed = started(offline, ticks[0])
+    settle(services, ticks[0], failed, State.FAILED, error="Boom")
+    for tick in ticks[1:3]:  # gated on a failed upstream: ended DependencyFailed, never run
+        started(offline, tick, scheduleTime=tick.removeprefix("ingest/"), after=[{"id": "up-failed"}])
+    done = started(offline, ticks[3])
+    settle(services, ticks[3], done, State.SUCCEEDED, output="{}")
+    summary = {"ticks": 4, "succeeded": 1, "failed": 3, "already_done": 0}
+    backfill = a_backfill("SUCCEEDED", succeeded=1, failed=3)
+    backfill.request = {"workflow": "ingest", "schedule": "0 * * * *", "timezone": "UTC"} | {
+        "start": "2022-03-01T00:00:00Z",
+        "stop": "2022-03-01T04:00:00Z",
+    }
+    backfill.summary = summary
+
+    result = backfill_result(Options(None, None, True, None, False).target(), backfill)
+
+    assert services.table.get_state(ticks[1]).error == "DependencyFailed"  # type: ignore[union-attr]
+    assert result["summary"] == summary | {
+        "failed": 1,
+        "dependency_failed": 2,
+        "dependency_timed_out": 0,
+        "dependency_cycle": 0,
+    }
+    assert (result["failed"], result["dependency_failed"], result["failed_count"]) == (1, 2, 3)
+    show_backfill(result)
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert " failed 1 " in shown
+    assert "dependency_failed 2" in shown
 
 
 def a_backfill(status: str = "RUNNING", **counts: int) -> backfills.Backfill:

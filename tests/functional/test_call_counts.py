@@ -10,6 +10,12 @@
 |                                   | the first) + 1 UpdateItem per waiter               |
 | re-run of an ended payload        | + 1 DescribeExecution (a redrive under way?)       |
 | redrive (`rerun: "redrive"`)      | claim refused, DescribeExecution, claim, Redrive   |
+| gate armed, N upstreams running   | 1 claim GATED + N x (by_waiter Query, put gate row) |
+|                                   | + 1 BatchGetItem per 100 upstreams                 |
+| dispatcher, an upstream counted   | 2: count (UpdateItem), mark notified               |
+| dispatcher, the last upstream     | 4: count, open (UpdateItem), StartExecution, mark  |
+| dispatcher, a failed upstream     | 3: end the gate (UpdateItem), its waiters' Query,  |
+|                                   | mark notified (+ 1 UpdateItem per waiter of its own) |
 
 Counted in a warm container: its first message for a workflow also asks the workflow's type,
 once (DescribeStateMachine, `refuse_express`).
@@ -24,7 +30,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from coordinator.dispatch import ResolvedWaiter, dispatch
+from coordinator.dispatch import ResolvedWaiter, dispatch, dispatch_gate
+from coordinator.gate import Heard
 from coordinator.identity import state_machine_arn, token_key
 from coordinator.messages import Callback
 from coordinator.process import process_request, refuse_express
@@ -32,8 +39,9 @@ from coordinator.services import Services
 from coordinator.settle import settle
 from coordinator.states import State, WaiterState
 from coordinator.status import ExecutionStatusEvent, apply_status_change
+from coordinator.table import from_item, gate_key
 from coordinator_tools.kit.events import callback, new_token, request, status_event
-from tests.conftest import Workflows
+from tests.conftest import TABLE, Workflows
 
 
 class CallCounter:
@@ -160,3 +168,108 @@ def test_update_state_costs_one_write_a_page_per_hundred_waiters_and_a_write_per
     assert settlement.waiters_moved == waiters
     # Each page after the first reads the row again (is the run settled still the row's?).
     assert counter.calls == Counter({"UpdateItem": 1 + waiters, "Query": pages, "GetItem": pages - 1})
+
+
+# -- gated starts (coordinator.gate) ---------------------------------------------------------
+#
+# Why these are the minimum. Arming: the claim GATED is the attempt's one write, as for any
+# claim; each gate row is a waiter, and a waiter must be written before its upstream's state is
+# read (the no-lost-wake-up order), so a put per upstream and then one batched read of their
+# states; the cycle check is an index query per payload visited, as for a waiter naming its own
+# payload. Hearing: the count adds the upstream to a set, which a duplicate cannot count twice
+# and which needs no read first; only its answer says whether the gate is complete, and the
+# open (GATED -> CLAIMED, conditional, so one of any number of callers takes it) must come
+# after it: two writes, then the start, then the row's record (mark notified) last, so a crash
+# before it leaves the record for the stream's retry. A failed upstream: one final write (no
+# settle's finalize after it: that write is it), then the waiters' query that must follow it.
+# The upstream's settle moving the gate row is update-state's "1 UpdateItem per waiter".
+
+
+def gated_on(services: Services, upstreams: list[str], **fields: Any) -> str:
+    """G gated on `upstreams`, each running; the gated attempt's execution ARN."""
+    for upstream in upstreams:
+        running_payload(services, upstream)
+    after = [{"id": upstream} for upstream in upstreams]
+    process_request(services, request(id="gated", after=after, **fields), request_id="m-gated")
+    current = services.table.get_state("gated")
+    assert current is not None
+    assert current.state is State.GATED
+    return current.execution_arn
+
+
+def heard(services: Services, upstream: str, gated_arn: str) -> Heard:
+    """The gate row on `upstream` as the stream carries it once the upstream's settle moved it."""
+    key = {"payload_id": {"S": upstream}, "sk": {"S": gate_key(gated_arn)}}
+    found = Heard.from_image(from_item(services.dynamodb.get_item(TableName=TABLE, Key=key)["Item"]))
+    assert found is not None
+    return found
+
+
+def finish(services: Services, payload_id: str, state: State) -> None:
+    current = services.table.get_state(payload_id)
+    assert current is not None
+    settle(services, payload_id, current.execution_arn, state, output="{}")
+
+
+@pytest.mark.parametrize("upstreams", [1, 3])
+def test_arming_a_gate_costs_a_claim_and_per_upstream_a_cycle_query_and_a_gate_row(
+    services: Services, workflows: Workflows, counter: CallCounter, upstreams: int
+) -> None:
+    names = [f"up-{index}" for index in range(upstreams)]
+    for upstream in names:
+        running_payload(services, upstream)
+    counter.reset()
+
+    after = [{"id": upstream} for upstream in names]
+    process_request(services, request(id="gated", after=after), request_id="m-gated")
+
+    assert counter.calls == Counter(
+        {"UpdateItem": 1, "Query": upstreams, "PutItem": upstreams, "BatchGetItem": 1}
+    )
+
+
+def test_hearing_an_upstream_that_is_not_the_last_costs_a_count_and_a_mark(
+    services: Services, workflows: Workflows, counter: CallCounter
+) -> None:
+    arn = gated_on(services, ["up-a", "up-b"])
+    finish(services, "up-a", State.SUCCEEDED)
+    record = heard(services, "up-a", arn)
+    counter.reset()
+
+    dispatch_gate(services, record)
+
+    assert counter.calls == Counter({"UpdateItem": 2})
+
+
+def test_the_last_upstream_opens_the_gate_and_starts_it_in_four_calls(
+    services: Services, workflows: Workflows, counter: CallCounter
+) -> None:
+    arn = gated_on(services, ["up-a", "up-b"])
+    finish(services, "up-a", State.SUCCEEDED)
+    dispatch_gate(services, heard(services, "up-a", arn))
+    finish(services, "up-b", State.SUCCEEDED)
+    record = heard(services, "up-b", arn)
+    counter.reset()
+
+    dispatch_gate(services, record)
+
+    assert counter.calls == Counter({"UpdateItem": 3, "StartExecution": 1})
+    assert services.table.get_state("gated").state is State.CLAIMED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("waiters", [0, 2])
+def test_a_failed_upstream_ends_the_gate_with_one_final_write_and_its_waiters_query(
+    services: Services, workflows: Workflows, counter: CallCounter, waiters: int
+) -> None:
+    arn = gated_on(services, ["up-a", "up-b"])
+    after = [{"id": "up-a"}, {"id": "up-b"}]
+    for _ in range(waiters):
+        process_request(services, request(id="gated", after=after, callback=callback()), request_id="waiter")
+    finish(services, "up-a", State.FAILED)
+    record = heard(services, "up-a", arn)
+    counter.reset()
+
+    dispatch_gate(services, record)
+
+    assert counter.calls == Counter({"UpdateItem": 2 + waiters, "Query": 1})
+    assert services.table.get_state("gated").state is State.FAILED  # type: ignore[union-attr]

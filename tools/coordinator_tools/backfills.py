@@ -26,12 +26,22 @@ from typing import Any
 
 from coordinator import identity
 from coordinator.identity import scheduled_payload_id
+from coordinator.states import DependencyError
+from coordinator.table import STATE_KEY, from_item
 from coordinator_tools import inspection
 from coordinator_tools.target import Target
 
 STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
 OUTCOMES = {"TickSucceeded": "succeeded", "TickFailed": "failed", "TickAlreadyDone": "already_done"}
 COUNTED = ("succeeded", "failed", "already_done")
+# A gated tick whose gate ended (its `after`) never ran: the summary counts it apart from the
+# ticks that ran and failed. The state machine's outputs count both as failed (a task token
+# failed either way); the tick's row tells them apart (its own error, `gate_ended`).
+GATED_OUTCOMES = {
+    DependencyError.FAILED: "dependency_failed",
+    DependencyError.TIMED_OUT: "dependency_timed_out",
+    DependencyError.CYCLE: "dependency_cycle",
+}
 CANCEL_ERROR = "BackfillCancelled"
 IN_FLIGHT_SHOWN = 20
 
@@ -313,3 +323,34 @@ def _entered_by(events: dict[int, dict[str, Any]], entered: dict[int, str], even
 
 def _instant(tick: str) -> datetime:
     return datetime.fromisoformat(tick.replace("Z", "+00:00"))
+
+
+def gated_outcomes(target: Target, payload_ids: list[str]) -> dict[str, int]:
+    """How many of these ticks ended on their gate, by outcome, from their STATE rows (a
+    BatchGetItem per 100): a row the gate ended carries `gate_ended` and its DependencyError."""
+    counts = dict.fromkeys(GATED_OUTCOMES.values(), 0)
+    ids = list(dict.fromkeys(payload_ids))
+    for first in range(0, len(ids), 100):
+        keys = [{"payload_id": {"S": p}, "sk": {"S": STATE_KEY}} for p in ids[first : first + 100]]
+        request: dict[str, Any] = {
+            target.table_name: {
+                "Keys": keys,
+                "ProjectionExpression": "payload_id, #e, gate_ended",
+                "ExpressionAttributeNames": {"#e": "error"},
+            }
+        }
+        while request:
+            response = target.client("dynamodb").batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(target.table_name, []):
+                row = from_item(item)
+                if row.get("gate_ended") and row.get("error") in GATED_OUTCOMES:
+                    counts[GATED_OUTCOMES[DependencyError(row["error"])]] += 1
+            request = response.get("UnprocessedKeys") or {}
+    return counts
+
+
+def with_gated_outcomes(counts: dict[str, Any], gated: dict[str, int]) -> dict[str, Any]:
+    """`counts` (a summary, or the counts so far) with the gated outcomes taken out of failed."""
+    split = {**counts, **gated}
+    split["failed"] = max(0, int(counts.get("failed", 0)) - sum(gated.values()))
+    return split

@@ -201,6 +201,8 @@ def stuck(
     for shard in pending_shards():
         threshold = claim_seconds if shard.startswith(STATE_KEY) else waiting_seconds
         for row in table.pending(shard, now - timedelta(seconds=threshold)):
+            if row.get("state") == State.GATED:
+                continue  # reconcile's visits reset its pending_since: `stuck_gates` lists it
             since = datetime.fromisoformat(row["pending_since"])
             found.append(
                 {
@@ -210,6 +212,41 @@ def stuck(
                     "execution_arn": row.get("execution_arn"),
                     "since": row["pending_since"],
                     "age_seconds": int((now - since).total_seconds()),
+                }
+            )
+    return sorted(found, key=lambda entry: entry["since"])
+
+
+def stuck_gates(target: Target, *, gated_seconds: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    """GATED payloads gated for over `gated_seconds`, with their upstreams done and missing.
+
+    A gate's wait is measured from its claim (`claimed_at`, when it was gated): reconcile, which
+    visits every gate, resets the row's `pending_since` each time, so that would say "just now".
+    """
+    now = now or datetime.now(UTC)
+    table = table_of(target)
+    found = []
+    for shard in pending_shards():
+        if not shard.startswith(STATE_KEY):
+            continue
+        for indexed in table.pending(shard, None):  # its pending_since says nothing of its wait
+            if indexed.get("state") != State.GATED:
+                continue
+            current = table.get_state(indexed["payload_id"])  # the index carries no gate fields
+            if current is None or current.state is not State.GATED or current.claimed_at is None:
+                continue  # moved on since the query
+            age = int((now - datetime.fromisoformat(current.claimed_at)).total_seconds())
+            if age < gated_seconds:
+                continue
+            found.append(
+                {
+                    "kind": "gate",
+                    "payload_id": current.payload_id,
+                    "state": str(current.state),
+                    "execution_arn": current.execution_arn,
+                    "since": current.claimed_at,
+                    "age_seconds": age,
+                    **(_gate_of(current) or {}),
                 }
             )
     return sorted(found, key=lambda entry: entry["since"])

@@ -28,7 +28,7 @@ The gate's own bookkeeping
 - **A failed upstream ends the gate.** An upstream that ended FAILED, ABORTED, TIMED_OUT or
   INVALID moves its gate row to that state; `heard` then ends the gated row FAILED with error
   `DependencyFailed` and a cause naming the upstream, only from GATED, so a gate that opened
-  is never ended, and settle moves the gated payload's own waiters (they get DependencyFailed
+  is never ended, and its own waiters are moved as settle moves them (they get DependencyFailed
   with that cause). Counting and ending are both conditional on GATED: whichever comes first
   decides, and an upstream's row leaves WAITING once, so one upstream cannot do both.
 - **A timeout ends it too.** reconcile ends a gate whose missing upstream is past its
@@ -50,7 +50,7 @@ from coordinator.cycles import find_cycle
 from coordinator.errors import InvalidMessage
 from coordinator.observability import Metric, logger, metrics
 from coordinator.services import Services
-from coordinator.settle import error_cause, settle
+from coordinator.settle import error_cause, move_waiters_of
 from coordinator.states import DependencyError, State, WaiterState
 from coordinator.table import Outcome, PayloadState, gate_key
 
@@ -207,14 +207,17 @@ def expire(services: Services, gated: PayloadState) -> PayloadState | None:
 def end(
     services: Services, gated_id: str, arn: str, state: State, error: DependencyError, cause: str
 ) -> PayloadState | None:
-    """End the GATED attempt `arn` in `state`, then settle it so its own waiters are moved."""
+    """End the GATED attempt `arn` in `state`, then move its own waiters.
+
+    `end_gate` is the final STATE write, so only settle's second half follows it (a settle
+    would try that write again, refused): the waiters' consistent query, after the write."""
     row = services.table.end_gate(gated_id, arn, state, services.clock(), error=str(error), cause=cause)
     if row is None or row.execution_arn != arn or not row.never_started:
         return row  # the gate had opened (or the row moved on): nothing to end
     metrics.add_metric(name=Metric.GATES_ENDED, unit="Count", value=1)
     logger.info("gate ended", payload_id=gated_id, state=str(row.state), error=row.error)
-    # Ended now or by an earlier try that crashed before its moves: settle moves the waiters.
-    settle(services, gated_id, arn, row.state)
+    # Ended now or by an earlier try that crashed before its moves: either way, move them.
+    move_waiters_of(services, row)
     return row
 
 

@@ -124,6 +124,16 @@ def settle(
     return Settlement(Settled.APPLIED if applied else Settled.REPEATED, moved, current)
 
 
+def move_waiters_of(services: Services, final: PayloadState) -> int:
+    """Move the waiters of a row a caller has just written final itself (a gate's end): the
+    half of `settle` after its STATE write, so the consistent waiter query still follows it."""
+    moved = _move_waiters(services, final.payload_id, Outcome.of(final), services.clock())
+    if moved:
+        metrics.add_metric(name=Metric.WAITERS_RESOLVED, unit="Count", value=moved)
+    logger.info("payload settled", payload_id=final.payload_id, state=str(final.state), waiters_moved=moved)
+    return moved
+
+
 def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: datetime) -> int:
     """Move every WAITING waiter of the payload to `outcome`, a query page at a time, while
     the row is still at the outcome's run.

@@ -223,7 +223,12 @@ def backfill_result(target: Target, backfill: backfills.Backfill) -> dict[str, A
     result = {"execution_arn": backfill.id, **backfill.as_dict()}
     if backfill.running or not backfill.counts["failed"]:
         return result | {"failed_ticks": [], "failed_count": 0}
-    return result | failed_ticks(target, backfill.request)
+    found = failed_ticks(target, backfill.request)
+    gated = backfills.gated_outcomes(target, found.pop("not_succeeded"))
+    result |= backfills.with_gated_outcomes(backfill.counts, gated)
+    if backfill.summary is not None:
+        result["summary"] = backfills.with_gated_outcomes(backfill.summary, gated)
+    return result | found
 
 
 BackfillId = Annotated[
@@ -331,7 +336,11 @@ def failed_ticks(target: Target, request: dict[str, Any]) -> dict[str, Any]:
         for plan in plans
         if plan.state != State.SUCCEEDED
     ]
-    return {"failed_ticks": failed[:FAILED_TICKS_SHOWN], "failed_count": len(failed)}
+    return {
+        "failed_ticks": failed[:FAILED_TICKS_SHOWN],
+        "failed_count": len(failed),
+        "not_succeeded": [tick["payload_id"] for tick in failed],
+    }
 
 
 def show_backfill(result: dict[str, Any]) -> None:

@@ -192,17 +192,25 @@ def stuck(
         int, typer.Option("--claimed-for", help="CLAIMED/PROCESSING older than (s)")
     ] = 3600,
     waiting_seconds: Annotated[int, typer.Option("--waiting-for", help="WAITING older than (s)")] = 3600,
+    gated_seconds: Annotated[int, typer.Option("--gated-for", help="GATED since its claim (s)")] = 3600,
 ) -> None:
-    """Payloads CLAIMED or PROCESSING, and waiters WAITING, past a threshold."""
+    """Payloads CLAIMED or PROCESSING, waiters WAITING, and gates GATED, past a threshold."""
     options: Options = ctx.obj
-    rows = inspection.stuck(options.target(), claim_seconds=claim_seconds, waiting_seconds=waiting_seconds)
+    target = options.target()
+    rows = inspection.stuck(target, claim_seconds=claim_seconds, waiting_seconds=waiting_seconds)
+    rows = sorted(
+        rows + inspection.stuck_gates(target, gated_seconds=gated_seconds), key=lambda row: row["since"]
+    )
 
     def human() -> None:
         table = Table(title=f"stuck ({len(rows)})", title_justify="left")
         for column in ("kind", "payload", "state", "since", "age (s)"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row["kind"], row["payload_id"], row["state"], row["since"], str(row["age_seconds"]))
+            state = row["state"]
+            if row["kind"] == "gate":  # "gated: 1 of 3 upstream done; missing up-a, up-b"
+                state = f"gated: {row['gated']}; missing {', '.join(row['missing'])}"
+            table.add_row(row["kind"], row["payload_id"], state, row["since"], str(row["age_seconds"]))
         out.print(table)
 
     emit(options, rows, human)

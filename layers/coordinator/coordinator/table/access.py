@@ -138,13 +138,19 @@ class TableAccess:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def pending(self, shard: str, older_than: datetime, limit: int | None = None) -> list[dict[str, Any]]:
-        """The oldest rows of one shard of by_pending whose `pending_since` is before a time: the
-        first `limit` of them (reconcile's batch), or all (the tools' `stuck`)."""
-        request = expressions(
-            {":s": shard, ":t": stamp(older_than)},
-            KeyConditionExpression="#pending_shard = :s AND #pending_since < :t",
-        )
+    def pending(
+        self, shard: str, older_than: datetime | None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The oldest rows of one shard of by_pending whose `pending_since` is before a time (or
+        every row of it, with None): the first `limit` of them (reconcile's batch), or all (the
+        tools' `stuck`)."""
+        if older_than is None:
+            request = expressions({":s": shard}, KeyConditionExpression="#pending_shard = :s")
+        else:
+            request = expressions(
+                {":s": shard, ":t": stamp(older_than)},
+                KeyConditionExpression="#pending_shard = :s AND #pending_since < :t",
+            )
         if limit is not None:
             request["PaginationConfig"] = {"MaxItems": limit, "PageSize": limit}
         return [row for page in self._query(IndexName=BY_PENDING, **request) for row in page]
