@@ -181,7 +181,8 @@ def test_update_state_costs_one_write_a_page_per_hundred_waiters_and_a_write_per
 # open (GATED -> CLAIMED, conditional, so one of any number of callers takes it) must come
 # after it: two writes, then the start, then the row's record (mark notified) last, so a crash
 # before it leaves the record for the stream's retry. A failed upstream: one final write (no
-# settle's finalize after it: that write is it), then the waiters' query that must follow it.
+# settle's finalize after it: that write is it), then the waiters' query that must follow it,
+# then one write per upstream still awaited, taking its gate row out of reconcile's queue.
 # The upstream's settle moving the gate row is update-state's "1 UpdateItem per waiter".
 
 
@@ -271,5 +272,9 @@ def test_a_failed_upstream_ends_the_gate_with_one_final_write_and_its_waiters_qu
 
     dispatch_gate(services, record)
 
-    assert counter.calls == Counter({"UpdateItem": 2 + waiters, "Query": 1})
+    # + 1 UpdateItem: up-b's gate row, still awaited, leaves reconcile's queue (retired)
+    assert counter.calls == Counter({"UpdateItem": 3 + waiters, "Query": 1})
     assert services.table.get_state("gated").state is State.FAILED  # type: ignore[union-attr]
+    key = {"payload_id": {"S": "up-b"}, "sk": {"S": gate_key(arn)}}
+    row = from_item(services.dynamodb.get_item(TableName=TABLE, Key=key)["Item"])
+    assert (row["waiter_state"], "pending_shard" in row) == ("WAITING", False)

@@ -123,6 +123,28 @@ def test_re_running_the_upstream_and_resending_the_message_re_arms_the_gate(
     assert len(workflows.executions("report")) == 1
 
 
+def test_a_redelivered_message_whose_arming_ended_the_gate_does_not_run_it_again(
+    services: Services, workflows: Workflows
+) -> None:
+    """The message arms an attempt another message claimed; the upstream's failure, heard by that
+    arming, ends it. SQS delivers the message again: it has been answered, so it changes nothing
+    (as a claimer's redelivery changes nothing), where a new message would re-arm."""
+    workflows.create("report")
+    process_request(services, request(id="up"), request_id="m-up")
+    gated = request("report", id="report-5", after=[{"id": "up"}])
+    process_request(services, gated, request_id="m-first")
+    finish(services, "up", State.FAILED, error="Boom")  # its gate row moves; not yet heard
+
+    assert process_request(services, gated, request_id="m-second") is Processed.GATED
+    assert state_of(services, "report-5").state is State.FAILED  # the arming heard it
+    process_request(services, gated, request_id="m-second")  # the same message, redelivered
+
+    assert (state_of(services, "report-5").state, state_of(services, "report-5").attempt) == (State.FAILED, 1)
+    process_request(services, gated, request_id="m-third")  # a message sent again: the re-arm
+    # (attempt 2, ended at once: its upstream has not been re-run)
+    assert (state_of(services, "report-5").state, state_of(services, "report-5").attempt) == (State.FAILED, 2)
+
+
 def test_an_absent_upstream_with_a_message_is_submitted_and_an_ended_one_is_not(
     services: Services, workflows: Workflows
 ) -> None:

@@ -520,9 +520,10 @@ CALLS = {
     "dispatcher: last upstream opens the gate": 4,
     # count, mark; count, open, StartExecution, mark
     "dispatcher: two upstreams of a gate at once": 6,
-    # end the gate (the final write), the waiters' query, the move, mark notified: no settle's
-    # finalize after end_gate (it was refused: the row was final already)
-    "dispatcher: failed upstream ends the gate": 4,
+    # end the gate (the final write), the waiters' query, the move, retire U2's gate row (still
+    # awaited: out of reconcile's queue), mark notified: no settle's finalize after end_gate (it
+    # was refused: the row was final already)
+    "dispatcher: failed upstream ends the gate": 5,
 }
 
 

@@ -37,7 +37,13 @@ The gate's own bookkeeping
 
 Re-arming: a gated payload that ended (an upstream failed, or its wait timed out) never ran,
 so it is re-run as a new attempt (never redriven): re-run the failed upstream, then send the
-gated payload's message again; attempt N+1 is GATED with gate rows of its own.
+gated payload's message again; attempt N+1 is GATED with gate rows of its own. A message is
+answered once: the redelivery of one whose own arming ended the gate (`ended_by`, as
+`claimed_by` for the claimer) does not re-arm it.
+
+An ended gate retires its rows on the upstreams it still waited for: they leave reconcile's
+queue (by_pending) and expire with their TTL, so an upstream that is never submitted does not
+keep a row visited every lease; one that ends later still moves its row, heard and ignored.
 """
 
 from __future__ import annotations
@@ -145,7 +151,7 @@ def arm(
             )
     row: PayloadState | None = gated
     for each in heard:
-        row = hear(services, each)
+        row = hear(services, each, ended_by=request_id if request is not None else None)
     if not heard and not gated.gate_missing:
         row = _open(services, gated.payload_id, gated.execution_arn)
     return row
@@ -176,7 +182,7 @@ def _submit_absent(
     return refused
 
 
-def hear(services: Services, heard: Heard) -> PayloadState | None:
+def hear(services: Services, heard: Heard, *, ended_by: str | None = None) -> PayloadState | None:
     """Act on one upstream's end: count a success (and open a gate that is complete), or end
     the gate on a failure. Any number of times: the second changes nothing."""
     if heard.upstream_state is WaiterState.SUCCEEDED:
@@ -188,7 +194,16 @@ def hear(services: Services, heard: Heard) -> PayloadState | None:
     error = DependencyError.CYCLE if heard.upstream_state is WaiterState.CYCLE else DependencyError.FAILED
     upstream = {"upstream": heard.upstream_id, "state": str(heard.upstream_state)}
     cause = json.dumps({**upstream, **error_cause(heard.error, heard.cause)})
-    return end(services, heard.gated_id, heard.gated_arn, State.FAILED, error, cause)
+    return end(
+        services,
+        heard.gated_id,
+        heard.gated_arn,
+        State.FAILED,
+        error,
+        cause,
+        heard_from=heard.upstream_id,
+        ended_by=ended_by,
+    )
 
 
 def expire(services: Services, gated: PayloadState) -> PayloadState | None:
@@ -205,19 +220,35 @@ def expire(services: Services, gated: PayloadState) -> PayloadState | None:
 
 
 def end(
-    services: Services, gated_id: str, arn: str, state: State, error: DependencyError, cause: str
+    services: Services,
+    gated_id: str,
+    arn: str,
+    state: State,
+    error: DependencyError,
+    cause: str,
+    *,
+    heard_from: str | None = None,
+    ended_by: str | None = None,
 ) -> PayloadState | None:
-    """End the GATED attempt `arn` in `state`, then move its own waiters.
+    """End the GATED attempt `arn` in `state`, then move its own waiters, then retire its rows
+    on the upstreams it still waited for (but `heard_from`, whose row has moved).
 
     `end_gate` is the final STATE write, so only settle's second half follows it (a settle
-    would try that write again, refused): the waiters' consistent query, after the write."""
-    row = services.table.end_gate(gated_id, arn, state, services.clock(), error=str(error), cause=cause)
+    would try that write again, refused): the waiters' consistent query, after the write. A
+    retired row leaves reconcile's queue: an upstream that is never submitted would otherwise
+    keep its row there, visited every lease, until its TTL (deadline + retention)."""
+    row = services.table.end_gate(
+        gated_id, arn, state, services.clock(), error=str(error), cause=cause, ended_by=ended_by
+    )
     if row is None or row.execution_arn != arn or not row.never_started:
         return row  # the gate had opened (or the row moved on): nothing to end
     metrics.add_metric(name=Metric.GATES_ENDED, unit="Count", value=1)
     logger.info("gate ended", payload_id=gated_id, state=str(row.state), error=row.error)
     # Ended now or by an earlier try that crashed before its moves: either way, move them.
     move_waiters_of(services, row)
+    for upstream in row.gate_missing:
+        if upstream != heard_from:
+            services.table.retire_gate_row(upstream, arn)
     return row
 
 

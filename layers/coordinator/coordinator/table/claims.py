@@ -114,6 +114,7 @@ class ClaimRows(TableAccess):
                 "#finished_at",
                 "#gate_met",
                 "#gate_ended",
+                "#ended_by",
             ]
             armed_at = int(now.timestamp())
             gate = {upstream.payload_id: armed_at + upstream.timeout_seconds for upstream in request.after}
@@ -286,11 +287,11 @@ def identity_conflict(request: PayloadRequest, current: PayloadState) -> str | N
 
 def may_rerun(request: PayloadRequest, current: PayloadState, request_id: str) -> bool:
     """Whether `request` may run the payload `current` again (`states.may_run_again`), and is
-    not this very message, whose redelivery must not start yet another attempt."""
-    return (
-        may_run_again(current.state, current.invalid_cause, replace=request.replace)
-        and current.claimed_by != request_id
-    )
+    not this very message, whose redelivery must not start yet another attempt: neither the one
+    that claimed the attempt nor one whose arming of its gate ended it."""
+    return may_run_again(
+        current.state, current.invalid_cause, replace=request.replace
+    ) and request_id not in (current.claimed_by, current.ended_by)
 
 
 def _seen_row(seen: PayloadState) -> str:

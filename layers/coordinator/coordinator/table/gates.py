@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from coordinator.states import State, WaiterState
-from coordinator.table.rows import STATE_KEY, PayloadState, gate_key, pending_shard, stamp, state_key
+from coordinator.table.rows import (
+    STATE_KEY,
+    PayloadState,
+    gate_key,
+    pending_shard,
+    stamp,
+    state_key,
+    to_item,
+)
 from coordinator.table.waiters import WaiterRows
 
 
@@ -62,14 +70,44 @@ class GateRows(WaiterRows):
         )
         return self._gate_write(gated_id, arn, update, values)
 
+    def retire_gate_row(self, upstream_id: str, gated_arn: str) -> bool:
+        """Take an ended gate's row on an upstream it still waited for out of reconcile's queue
+        (by_pending), if it is still WAITING; it expires with its TTL. The upstream's settle still
+        moves it if the upstream ends first: the dispatcher then hears it and changes nothing."""
+        return self._update(
+            to_item({"payload_id": upstream_id, "sk": gate_key(gated_arn)}),
+            "REMOVE #pending_shard, #pending_since",
+            "#waiter_state = :waiting AND attribute_exists(#pending_shard)",
+            {":waiting": str(WaiterState.WAITING)},
+        ).applied
+
     def end_gate(
-        self, gated_id: str, arn: str, state: State, now: datetime, *, error: str, cause: str
+        self,
+        gated_id: str,
+        arn: str,
+        state: State,
+        now: datetime,
+        *,
+        error: str,
+        cause: str,
+        ended_by: str | None = None,
     ) -> PayloadState | None:
         """GATED -> `state` (FAILED or TIMED_OUT) with `error` naming the upstream; the row after
-        (or before, if the gate had opened or ended already). settle then moves its waiters."""
-        values = {":final": str(state), ":now": stamp(now), ":error": error, ":cause": cause, ":ended": True}
+        (or before, if the gate had opened or ended already). settle then moves its waiters.
+        `ended_by`: the message whose arming ended it (its redelivery must not re-run it)."""
+        values: dict[str, Any] = {
+            ":final": str(state),
+            ":now": stamp(now),
+            ":error": error,
+            ":cause": cause,
+            ":ended": True,
+        }
+        by = ""
+        if ended_by is not None:
+            values[":by"] = ended_by
+            by = ", #ended_by = :by"
         update = (
-            "SET #state = :final, #error = :error, #cause = :cause, #gate_ended = :ended, "
+            f"SET #state = :final, #error = :error, #cause = :cause, #gate_ended = :ended{by}, "
             "#updated_at = :now, #finished_at = :now REMOVE #pending_shard, #pending_since"
         )
         return self._gate_write(gated_id, arn, update, values)

@@ -96,6 +96,7 @@ class PayloadState:
     invalid_cause: str | None = None
     claimed_by: str | None = None
     claimed_at: str | None = None
+    ended_by: str | None = None  # the message whose arming of the gate ended it, if one did
     started_at: str | None = None
     finished_at: str | None = None
     updated_at: str | None = None
@@ -163,6 +164,7 @@ class PayloadState:
             invalid_cause=row.get("invalid_cause"),
             claimed_by=row.get("claimed_by"),
             claimed_at=row.get("claimed_at"),
+            ended_by=row.get("ended_by"),
             started_at=row.get("started_at"),
             finished_at=row.get("finished_at"),
             updated_at=row.get("updated_at"),
