@@ -284,7 +284,7 @@ def check_rearm(race: GateRace) -> list[str]:
         c
         for c in calls
         if c.status < 300
-        and "attribute_not_exists(notified_at)" in c.params.get("ConditionExpression", "")
+        and "attribute_not_exists(#notified_at)" in c.params.get("ConditionExpression", "")
         and c.params["Key"]["payload_id"]["S"] == UPSTREAM
     ]
     recorded = 1 if finished and "H" in race.cast else 0
