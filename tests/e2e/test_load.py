@@ -6,6 +6,7 @@ a small size, and that the checks the big runs rely on do catch a lost wake-up.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -28,11 +29,18 @@ def test_the_checks_catch_a_waiter_whose_callback_was_lost(monkeypatch: pytest.M
 
     real_dispatch = dispatcher_app.dispatch
     lost: list[str] = []
+    choosing = threading.Lock()
 
     def dispatch_losing_the_first(services: Any, waiter: Any) -> str:
-        """Record the first waiter as resumed without sending its callback: a lost wake-up."""
-        if not lost:
-            lost.append(waiter.sk)
+        """Record the first waiter as resumed without sending its callback: a lost wake-up. Every
+        delivery of that waiter is lost, redeliveries included (the dispatcher handles a batch's
+        records concurrently, and a batch retried from an earlier failed record carries it again);
+        the lock makes "the first" one waiter whatever thread asks."""
+        with choosing:
+            if not lost:
+                lost.append(waiter.sk)
+            losing = waiter.sk == lost[0]
+        if losing:
             services.table.mark_notified(
                 waiter.payload_id,
                 waiter.sk,
