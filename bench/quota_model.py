@@ -4,7 +4,6 @@ a throttled call with botocore's backoff (`bench.quota_simulation` says what is 
 from __future__ import annotations
 
 import heapq
-import random
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,29 +80,6 @@ class Waits:
         if not total:
             return "nothing (latency-bound)"
         return ", ".join(f"{name} {value / total:.0%}" for name, value in most_common(self.seconds, 3))
-
-
-def throttled_call(
-    now: float,
-    bucket: TokenBucket,
-    latency: float,
-    waits: Waits,
-    name: str,
-    rng: random.Random,
-    need: float = 1,
-) -> float:
-    """A call that is throttled until its bucket has tokens, retried with botocore's standard
-    backoff (full jitter, base 2, at most 20 s); returns when it completes."""
-    attempt = 0
-    while True:
-        if bucket.take(now, need):
-            return now + latency
-        attempt += 1
-        # The throttled call itself took a round trip, then the client sleeps.
-        backoff = rng.random() * min(20.0, 2.0**attempt)
-        waits.add(name, latency + backoff)
-        now += latency + backoff
-        bucket.refill(now)
 
 
 def duration(seconds: float) -> str:
