@@ -213,10 +213,8 @@ class ProtocolModel(RuleBasedStateMachine):
     def hear_every_move(self) -> None:
         """Every gate row moved so far is heard (after a stream delivery, or reconcile)."""
         for gated in self.attempts.get(GATED, []):
-            if gated.gate is not None:
-                for upstream in UPSTREAMS:
-                    if gated.gate.told[upstream] is not None and upstream not in gated.gate.heard:
-                        self.hear(gated, upstream)
+            for upstream in self.unheard(gated):
+                self.hear(gated, upstream)
 
     def arm(self, gated: Attempt) -> None:
         """process arms a new gated attempt: a gate row per upstream; one already ended is
@@ -308,6 +306,26 @@ class ProtocolModel(RuleBasedStateMachine):
             )
         self.lab.redrives.ended(arn, self.world.execution_input(arn), status, **ended)
 
+    def status_change(
+        self, payload_id: str, number: int, status: str, run: int, crash: CrashPoint | None = None
+    ) -> None:
+        """EventBridge delivers a status change of a run; the model takes what the record takes."""
+        self.eventbridge(self.status_event(payload_id, number, status, run), crash)
+        if status == "RUNNING":
+            self.apply_running_event(payload_id, number, run)
+        else:
+            self.apply_final_event(payload_id, number, run)
+
+    def redrive_outside(
+        self, payload_id: str, attempt: Attempt, *, heard: bool, crash: CrashPoint | None
+    ) -> None:
+        """Step Functions redrives the attempt's execution for someone else; `heard`: its RUNNING
+        event arrives now."""
+        assert self.lab.redrives.redrive(self.arn(payload_id, attempt.number))
+        attempt.runs += 1
+        if heard:
+            self.status_change(payload_id, attempt.number, "RUNNING", attempt.runs, crash)
+
     def apply_final_event(self, payload_id: str, number: int, run: int) -> None:
         """A final event of a run was delivered: it counts if it is of the current attempt and
         gets past the fence."""
@@ -371,14 +389,11 @@ class ProtocolModel(RuleBasedStateMachine):
         previous = self.attempts[payload_id][attempts_before - 1] if attempts_before else None
         rerun = previous is not None and self.last(payload_id) is not previous
         if echo and rerun and previous is not None and previous.fate is not None:
-            run = previous.runs
-            self.eventbridge(self.status_event(payload_id, previous.number, str(previous.fate), run), None)
+            self.status_change(payload_id, previous.number, str(previous.fate), previous.runs)
         redriven = previous is not None and not rerun and previous.runs > runs_before
         if echo and redriven and previous is not None and runs_before in previous.ends:
             # The end of the run before the redrive, once more: stale behind the fence.
-            end = str(previous.ends[runs_before])
-            self.eventbridge(self.status_event(payload_id, previous.number, end, runs_before), None)
-            self.apply_final_event(payload_id, previous.number, runs_before)
+            self.status_change(payload_id, previous.number, str(previous.ends[runs_before]), runs_before)
 
     def expect_submission(
         self,
@@ -482,16 +497,14 @@ class ProtocolModel(RuleBasedStateMachine):
         if how == "lost":
             return
         for _ in range(2 if how == "twice" else 1):
-            self.eventbridge(self.status_event(payload_id, attempt.number, status, run), crash)
-            self.apply_final_event(payload_id, attempt.number, run)
+            self.status_change(payload_id, attempt.number, status, run, crash)
             crash = None
 
     @precondition(lambda self: bool(self.delayed))
     @rule(data=st.data(), crash=CRASHES)
     def delayed_event_arrives(self, data: st.DataObject, crash: CrashPoint | None) -> None:
         late = self.delayed.pop(data.draw(st.integers(0, len(self.delayed) - 1), label="which"))
-        self.eventbridge(self.status_event(late.payload_id, late.attempt, late.status, late.run), crash)
-        self.apply_final_event(late.payload_id, late.attempt, late.run)
+        self.status_change(late.payload_id, late.attempt, late.status, late.run, crash)
 
     @precondition(lambda self: any(a.started for attempts in self.attempts.values() for a in attempts))
     @rule(data=st.data(), crash=CRASHES)
@@ -501,8 +514,7 @@ class ProtocolModel(RuleBasedStateMachine):
         started = [(p, a) for p, attempts in sorted(self.attempts.items()) for a in attempts if a.started]
         payload_id, attempt = data.draw(st.sampled_from(started), label="attempt")
         run = data.draw(st.integers(0, attempt.runs), label="run")
-        self.eventbridge(self.status_event(payload_id, attempt.number, "RUNNING", run), crash)
-        self.apply_running_event(payload_id, attempt.number, run)
+        self.status_change(payload_id, attempt.number, "RUNNING", run, crash)
 
     def ended_runs(self) -> list[tuple[str, Attempt, int]]:
         """Every run that ended and was heard of, but the current attempt's last one."""
@@ -519,9 +531,7 @@ class ProtocolModel(RuleBasedStateMachine):
     def stale_event(self, data: st.DataObject) -> None:
         """The final event of an older attempt, or of a run before a redrive, arriving again."""
         payload_id, attempt, run = data.draw(st.sampled_from(self.ended_runs()), label="run")
-        end = str(attempt.ends[run])
-        self.eventbridge(self.status_event(payload_id, attempt.number, end, run), None)
-        self.apply_final_event(payload_id, attempt.number, run)
+        self.status_change(payload_id, attempt.number, str(attempt.ends[run]), run)
 
     def redrivable(self) -> list[tuple[str, Attempt]]:
         last = [(p, attempts[-1]) for p, attempts in sorted(self.attempts.items())]
@@ -534,11 +544,7 @@ class ProtocolModel(RuleBasedStateMachine):
         the record must follow it, from its events, a later message or reconcile. `heard`: its
         RUNNING event arrives now (else later, from `running_event`, or never)."""
         payload_id, attempt = data.draw(st.sampled_from(self.redrivable()), label="execution")
-        assert self.lab.redrives.redrive(self.arn(payload_id, attempt.number))
-        attempt.runs += 1
-        if heard:
-            self.eventbridge(self.status_event(payload_id, attempt.number, "RUNNING", attempt.runs), crash)
-            self.apply_running_event(payload_id, attempt.number, attempt.runs)
+        self.redrive_outside(payload_id, attempt, heard=heard, crash=crash)
 
     # -- the dispatcher ----------------------------------------------------------------------
 
@@ -664,14 +670,10 @@ class ProtocolModel(RuleBasedStateMachine):
                         self.submit(upstream, False, None, False, False, False, False, None)
             for payload_id, attempt in self.running_attempts():
                 self.end_execution(payload_id, attempt, "SUCCEEDED")
-                event = self.status_event(payload_id, attempt.number, "SUCCEEDED", attempt.runs)
-                self.eventbridge(event, None)
-                self.apply_final_event(payload_id, attempt.number, attempt.runs)
+                self.status_change(payload_id, attempt.number, "SUCCEEDED", attempt.runs)
             while self.delayed:
                 late = self.delayed.pop()
-                event = self.status_event(late.payload_id, late.attempt, late.status, late.run)
-                self.eventbridge(event, None)
-                self.apply_final_event(late.payload_id, late.attempt, late.run)
+                self.status_change(late.payload_id, late.attempt, late.status, late.run)
             self.reconcile(None)
             if not self.dispatch(twice=False, crash=None) and not self.running_attempts():
                 break
@@ -796,8 +798,7 @@ def finish(model: ProtocolModel, payload_id: str, status: str, *, heard: bool = 
     assert attempt.fate is None
     model.end_execution(payload_id, attempt, status)
     if heard:
-        model.eventbridge(model.status_event(payload_id, attempt.number, status, attempt.runs), None)
-        model.apply_final_event(payload_id, attempt.number, attempt.runs)
+        model.status_change(payload_id, attempt.number, status, attempt.runs)
     checked(model)
 
 
@@ -820,11 +821,7 @@ def operator_redrive(model: ProtocolModel, payload_id: str, *, heard: bool) -> N
     attempt = model.last(payload_id)
     assert attempt is not None
     assert attempt.redrivable()
-    assert model.lab.redrives.redrive(model.arn(payload_id, attempt.number))
-    attempt.runs += 1
-    if heard:
-        model.eventbridge(model.status_event(payload_id, attempt.number, "RUNNING", attempt.runs), None)
-        model.apply_running_event(payload_id, attempt.number, attempt.runs)
+    model.redrive_outside(payload_id, attempt, heard=heard, crash=None)
     checked(model)
 
 
