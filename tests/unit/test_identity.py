@@ -13,8 +13,10 @@ from coordinator.identity import (
     EXECUTION_NAME_MAX,
     execution_arn,
     execution_name,
+    execution_name_of,
     format_utc,
     scheduled_payload_id,
+    state_machine_of,
     token_digest,
     token_key,
 )
@@ -98,6 +100,27 @@ def test_execution_arn_is_derived_from_the_state_machine_arn() -> None:
 def test_execution_arn_needs_a_state_machine_arn() -> None:
     with pytest.raises(ValueError, match="not a state machine ARN"):
         execution_arn("arn:aws:states:us-east-1:123456789012:activity:cc-ingest", "p1-a1-abc")
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=80))
+def test_an_execution_arn_gives_back_its_state_machine_and_its_name(name: str) -> None:
+    arn = execution_arn(STATE_MACHINE, name)
+
+    assert (state_machine_of(arn), execution_name_of(arn)) == (STATE_MACHINE, name)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        STATE_MACHINE,
+        "arn:aws:states:us-east-1:123456789012:execution:cc-ingest:",
+        "p1-a1-abc",
+    ],
+    ids=["a state machine", "no name", "a bare name"],
+)
+def test_only_an_execution_arn_has_an_execution_name(arn: str) -> None:
+    with pytest.raises(ValueError, match="not an execution ARN"):
+        execution_name_of(arn)
 
 
 def test_format_utc_writes_any_aware_instant_in_utc_with_z() -> None:

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from coordinator import identity
-from coordinator.identity import scheduled_payload_id
+from coordinator.identity import execution_name_of, scheduled_payload_id
 from coordinator.states import DependencyError
 from coordinator.table import STATE_KEY, from_item
 from coordinator_tools import inspection
@@ -84,7 +84,7 @@ class Backfill:
         request = self.request
         return {
             "id": self.id,
-            "name": self.id.rsplit(":", 1)[-1],
+            "name": execution_name_of(self.id),
             "status": self.status,
             "workflow": request.get("workflow"),
             "start": request.get("start"),

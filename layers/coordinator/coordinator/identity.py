@@ -78,10 +78,20 @@ def execution_arn(state_machine: str, name: str) -> str:
 
 def state_machine_of(execution: str) -> str:
     """The ARN of the state machine an execution ARN belongs to."""
-    head, separator, _ = execution.rpartition(":")
-    if ":execution:" not in head or not separator:
-        raise ValueError("not an execution ARN")
+    head, _ = _split_execution(execution)
     return head.replace(":execution:", ":stateMachine:", 1)
+
+
+def execution_name_of(execution: str) -> str:
+    """The name an execution ARN ends with (what StartExecution was given)."""
+    return _split_execution(execution)[1]
+
+
+def _split_execution(execution: str) -> tuple[str, str]:
+    head, separator, name = execution.rpartition(":")
+    if ":execution:" not in head or not separator or not name:
+        raise ValueError("not an execution ARN")
+    return head, name
 
 
 def redrive_client_token(payload_id: str, attempt: int, redrive_count: int) -> str:

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 from coordinator.cycles import find_cycle
 from coordinator.errors import InvalidMessage
 from coordinator.gate import arm
-from coordinator.identity import state_machine_arn, state_machine_of, token_key
+from coordinator.identity import execution_name_of, state_machine_arn, state_machine_of, token_key
 from coordinator.observability import Metric, logger, metrics
 from coordinator.redrive import follow_redrive, resume_redrive, send_redrive
 from coordinator.services import Services
@@ -260,7 +260,7 @@ def start_attempt(services: Services, claimed: PayloadState) -> None:
     the settle path (so its waiters are failed) and the record is dead-lettered.
     """
     machine = state_machine_of(claimed.execution_arn)
-    name = claimed.execution_arn.rpartition(":")[2]
+    name = execution_name_of(claimed.execution_arn)
     try:
         services.stepfunctions.start_execution(
             stateMachineArn=machine, name=name, input=claimed.input or "{}"

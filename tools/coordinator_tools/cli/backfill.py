@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from coordinator.identity import execution_name_of
 from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools.cli.common import (
@@ -206,7 +207,7 @@ class _SilentProgress:
 
 
 def detached(backfill_id: str) -> None:
-    name = backfill_id.rsplit(":", 1)[-1]
+    name = execution_name_of(backfill_id)
     err.print(
         f"detached: backfill {name} goes on.\n"
         f"  follow it: coordinator backfill status {name}\n"

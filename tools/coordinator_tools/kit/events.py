@@ -14,6 +14,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
+from coordinator.identity import execution_name_of, state_machine_of
 from coordinator.messages import PayloadRequest, parse_process_message
 from coordinator_tools.kit import ROOT
 
@@ -70,8 +71,8 @@ def status_event(
     event["detail"].update(
         {
             "executionArn": execution_arn,
-            "stateMachineArn": execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
-            "name": execution_arn.rsplit(":", 1)[1],
+            "stateMachineArn": state_machine_of(execution_arn),
+            "name": execution_name_of(execution_arn),
             "status": status,
             "input": execution_input,
             "output": None,
