@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from coordinator import settle as settle_module
 from coordinator.services import Services
 from coordinator.settings import Settings
 from coordinator.table import STATE_KEY, WAITER_PREFIX, PayloadState, from_item
@@ -27,6 +28,16 @@ from functions.reconcile import app as reconcile_app
 from functions.update_state import app as update_state_app
 from tests.conftest import REGION, TABLE, WORKFLOW_PREFIX, Clock, FakeContext
 from tests.support.crashes import CallLog, Redrives, TaskTokens
+from tests.support.interleavings import pool_for_actors
+
+
+@pytest.fixture(autouse=True)
+def forks_are_actors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """settle's pool of moves, made on a thread the race explorer schedules, makes each move an
+    actor of its own (`ActorPool`); made anywhere else (a crash sweep, a scene being set), it
+    is the plain pool settle makes."""
+    monkeypatch.setattr(settle_module, "ThreadPoolExecutor", pool_for_actors)
+
 
 PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 

@@ -45,15 +45,19 @@ from tests.conftest import TABLE
 from tests.functional.test_interleavings import process_as_cirrus_draft
 from tests.reliability.conftest import Lab, World
 from tests.support.crashes import Call, CallLog, remember_params
-from tests.support.interleavings import Abandoned, Turnstile
+from tests.support.interleavings import Abandoned, Turnstile, acting_as
 from tests.support.reduction import (
     EVERYTHING,
+    FORK,
     Access,
     Event,
     Exploration,
     equivalence_class,
     every_order,
     explore,
+)
+from tests.support.reduction import (
+    Run as ReducedRun,
 )
 
 PAYLOAD = "ingest/P"
@@ -122,19 +126,16 @@ class Actors:
 
     def _hook(self, actor: str) -> Callable[..., None]:
         def before_call(model: Any, **_: Any) -> None:
-            self.turnstile.checkpoint(actor, model.name)
+            self.turnstile.checkpoint(acting_as(actor), model.name)
 
         return before_call
 
     def services(self, name: str, world: World) -> Services:
         dynamodb, stepfunctions = self.clients[name]
         return Services(
-            # The turnstile parks an actor on its own clients' calls, one at a time: settle's
-            # moves run serially here so that each of them is a step the explorer schedules.
-            # Its concurrent moves are independent conditional writes to distinct rows, so
-            # serial moves interleaved with the other actors cover their orders; the crash
-            # sweep runs them on the pool.
-            settings=world.services.settings.model_copy(update={"move_concurrency": 1}),
+            # settle moves a page's waiters concurrently, as deployed: each move is an actor
+            # of its own, forked by the settling one (`U>1`, `U>2`; `ActorPool`).
+            settings=world.services.settings,
             dynamodb=dynamodb,
             stepfunctions=stepfunctions,
             sqs=self.lab.sqs,
@@ -514,6 +515,15 @@ def test_every_interleaving_of_six_actors_loses_nothing(explorer: Explorer) -> N
     classes = [equivalence_class(run.events) for run in found.complete]
     assert len(set(classes)) == len(classes)  # no class of orders explored twice
     assert len(classes) > 100
+    assert sum(moves_apart(run) for run in found.complete) > 10  # settle's moves ran concurrently
+
+
+def moves_apart(run: ReducedRun) -> bool:
+    """Whether a settle's moves were steps of their own (forks, `U>1`): another actor's step
+    came between two of them, or the second submitted moved before the first."""
+    forks = [index for index, event in enumerate(run.events) if FORK in event.actor]
+    order = [run.events[index].actor for index in forks]
+    return len(forks) > 1 and (forks[-1] - forks[0] >= len(forks) or order != sorted(order))
 
 
 REDRIVE_CASTS = {

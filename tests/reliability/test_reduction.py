@@ -3,7 +3,8 @@
 A toy system is a few actors, each a short program over shared cells: reads, writes,
 compare-and-set (a conditional write: a read when it fails), a branch on a value, and a flag
 an actor may wait for (it cannot run before the flag is set, as a dispatcher cannot run
-before its stream record exists). For random systems from a fixed seed, `explore` must reach
+before its stream record exists). An actor may also fork others and wait for them to end, as
+settle does with its moves (`Forking`). For random systems from a fixed seed, `explore` must reach
 exactly the classes of equivalent orders that running every order reaches, each once, and so
 every final state that any order reaches.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support.reduction import (
+    FORK,
     Access,
     Event,
     Unsupported,
@@ -50,8 +52,11 @@ class Toy:
             and (program[self.pc[actor]][0] != "wait" or self.cells[program[self.pc[actor]][1]])
         ]
 
+    def program(self, actor: str) -> list[Op]:
+        return self.programs[actor]
+
     def step(self, actor: str) -> Event:
-        op = self.programs[actor][self.pc[actor]]
+        op = self.program(actor)[self.pc[actor]]
         self.pc[actor] += 1
         seen = self.seen.setdefault(actor, [])
         kind, cell = op[0], op[1]
@@ -161,3 +166,78 @@ def test_an_actor_stopped_by_another_is_refused() -> None:
 
     with pytest.raises(Unsupported, match="stopped"):
         explore(lambda: Toy(programs))
+
+
+@dataclass
+class Forking(Toy):
+    """A toy whose actors may fork: ("fork",) starts the actor's forks (`T0>1`, `T0>2`), each a
+    program of its own, and the actor's next op waits until all of them have ended (a join)."""
+
+    forks: dict[str, dict[str, list[Op]]] = field(default_factory=dict)
+    forked: set[str] = field(default_factory=set)
+
+    def program(self, actor: str) -> list[Op]:
+        parent = actor.rpartition(FORK)[0]
+        return self.forks[parent][actor] if parent else self.programs[actor]
+
+    def _joining(self, actor: str) -> bool:
+        return actor in self.forked and any(
+            self.pc[fork] < len(program) for fork, program in self.forks[actor].items()
+        )
+
+    def enabled(self) -> list[str]:
+        running = [*self.programs, *(fork for parent in self.forked for fork in self.forks[parent])]
+        enabled = []
+        for actor in running:
+            program, pc = self.program(actor), self.pc[actor]
+            if pc >= len(program) or self._joining(actor):
+                continue
+            if program[pc][0] == "wait" and not self.cells[program[pc][1]]:
+                continue
+            enabled.append(actor)
+        return enabled
+
+    def step(self, actor: str) -> Event:
+        if self.program(actor)[self.pc[actor]][0] != "fork":
+            return super().step(actor)
+        self.pc[actor] += 1
+        self.forked.add(actor)
+        return Event(actor, "fork", Access())  # it touches nothing: only the program orders it
+
+
+def random_forking_system(rng: random.Random) -> Forking:
+    """Two or three actors of a few ops, one of which forks two of one or two ops each."""
+    programs = random_system(rng)
+    while sum(map(len, programs.values())) > 4:  # every order stays in the thousands
+        longest = max(programs, key=lambda actor: len(programs[actor]))
+        programs[longest].pop()
+    parent = rng.choice(sorted(programs))
+    programs[parent].insert(rng.randint(0, len(programs[parent])), ("fork",))
+    forks = {f"{parent}{FORK}{n}": random_system(rng)["T0"][: rng.randint(1, 2)] for n in (1, 2)}
+    return Forking(programs, forks={parent: forks})
+
+
+def test_the_reduction_orders_a_fork_after_its_parent_and_the_join_after_its_forks() -> None:
+    rng = random.Random(SEED + 1)
+    sizes = []
+    for _ in range(FORKING_SYSTEMS):
+        system = random_forking_system(rng)
+
+        def start(system: Forking = system) -> Forking:
+            return Forking({a: list(p) for a, p in system.programs.items()}, forks=system.forks)
+
+        found = explore(start)
+        every = every_order(start)
+        sizes.append(len(every))
+
+        reduced = [equivalence_class(run.events) for run in found.complete]
+        shown = (system.programs, system.forks)
+        assert len(set(reduced)) == len(reduced), shown
+        assert set(reduced) == {equivalence_class(run.events) for run in every}, shown
+        assert {v for run in found.complete for v in run.violations} == {
+            v for run in every for v in run.violations
+        }, shown
+    assert max(sizes) > 200  # not trivial: forks and the others interleave in many orders
+
+
+FORKING_SYSTEMS = 100

@@ -5,16 +5,26 @@ clients parks the actor before every AWS call until the scheduler grants it one 
 call it is parked on, and everything up to its next call. So one run is a sequence of actor
 names, one per AWS call, and the explorer replays prefixes (depth first, a fresh moto each
 run) until every sequence has been tried: stateless model checking over the real handlers.
+
+An actor may fork: settle moves a page's waiters on a thread pool. `ActorPool` stands in for
+that pool under the explorer and makes each submitted move an actor of its own, named after
+its parent (`U>1`, `U>2`): it parks before its call like any actor, and its parent, waiting
+for the moves, is quiet (neither runnable nor running) until the last of them has ended.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.reduction import FORK  # a fork's name: its parent's, FORK, its number
+
 STEP_TIMEOUT = 20.0
+_acting = threading.local()  # the turnstile and the actor of the current thread, once it parked
 
 
 class SchedulerStuck(RuntimeError):
@@ -35,6 +45,8 @@ class Turnstile:
         self.arrivals: dict[str, int] = {}
         self.finished: set[str] = set()
         self.abandoned = False
+        self.forks: dict[str, str] = {}  # a forked actor: its parent
+        self.joining: set[str] = set()  # parents waiting for their forks to end
 
     def hook(self, actor: str) -> Callable[..., None]:
         def before_call(model: Any, **_: Any) -> None:
@@ -43,6 +55,7 @@ class Turnstile:
         return before_call
 
     def checkpoint(self, actor: str, operation: str) -> None:
+        _acting.turnstile, _acting.actor = self, actor
         with self._cond:
             self.parked[actor] = operation
             self.arrivals[actor] = self.arrivals.get(actor, 0) + 1
@@ -61,11 +74,38 @@ class Turnstile:
             self.finished.add(actor)
             self._cond.notify_all()
 
+    def fork(self, parent: str, child: str) -> None:
+        with self._cond:
+            self.forks[child] = parent
+            self._cond.notify_all()
+
+    @contextmanager
+    def join(self, parent: str) -> Iterator[None]:
+        """While `parent` waits for its forks: quiet as long as one of them has not ended."""
+        with self._cond:
+            self.joining.add(parent)
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.joining.discard(parent)
+                self._cond.notify_all()
+
+    def _waits_for_forks(self, actor: str) -> bool:
+        return actor in self.joining and any(
+            parent == actor and child not in self.finished for child, parent in self.forks.items()
+        )
+
+    def _quiet(self, actor: str) -> bool:
+        return actor in self.parked or actor in self.finished or self._waits_for_forks(actor)
+
     def wait_quiet(self, actors: list[str]) -> None:
-        """Until every actor is parked before a call or has finished."""
+        """Until every actor, and every fork of one, is parked before a call, has finished, or
+        waits for forks of its own that have not ended."""
         with self._cond:
             if not self._cond.wait_for(
-                lambda: all(a in self.parked or a in self.finished for a in actors), timeout=STEP_TIMEOUT
+                lambda: all(self._quiet(a) for a in [*actors, *self.forks]), timeout=STEP_TIMEOUT
             ):
                 raise SchedulerStuck(f"actors did not settle: parked={self.parked} finished={self.finished}")
 
@@ -82,9 +122,76 @@ class Turnstile:
             self._granted = actor
             self._cond.notify_all()
             if not self._cond.wait_for(
-                lambda: self.arrivals.get(actor, 0) > seen or actor in self.finished, timeout=STEP_TIMEOUT
+                lambda: (
+                    self.arrivals.get(actor, 0) > seen
+                    or actor in self.finished
+                    or self._waits_for_forks(actor)
+                ),
+                timeout=STEP_TIMEOUT,
             ):
                 raise SchedulerStuck(f"{actor} did not come back after its step")
+
+
+def acting_as(actor: str) -> str:
+    """Who makes a call on `actor`'s clients: a fork of it, on the fork's thread."""
+    fork = getattr(_acting, "fork", None)
+    return fork if isinstance(fork, str) else actor
+
+
+class ActorPool(ThreadPoolExecutor):
+    """A thread pool whose every task is an actor forked by the one that made the pool.
+
+    Each task runs on a thread of its own (a task per worker, so that none queues: a queued
+    task would be an actor that can neither run nor be told apart from one running). Its calls
+    park under its fork's name; the parent, in `Future.result`, is quiet until every fork ended.
+    """
+
+    def __init__(
+        self, turnstile: Turnstile, parent: str, max_workers: int, thread_name_prefix: str = ""
+    ) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._turnstile, self._parent, self._workers, self._forked = turnstile, parent, max_workers, 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._forked == self._workers:
+            raise SchedulerStuck(f"{self._parent} forks more than {self._workers} workers: one would queue")
+        self._forked += 1
+        child = f"{self._parent}{FORK}{self._forked}"
+        turnstile = self._turnstile
+        turnstile.fork(self._parent, child)
+
+        def forked() -> Any:
+            _acting.fork = child
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _acting.fork = None
+                turnstile.finish(child)
+
+        return Joined(super().submit(forked), turnstile, self._parent)
+
+
+class Joined(Future[Any]):
+    """A fork's future, whose `result` tells the turnstile that its parent waits for forks."""
+
+    def __init__(self, inner: Future[Any], turnstile: Turnstile, parent: str) -> None:
+        super().__init__()
+        self._inner, self._turnstile, self._parent = inner, turnstile, parent
+
+    def result(self, timeout: float | None = None) -> Any:
+        with self._turnstile.join(self._parent):
+            return self._inner.result(timeout)
+
+    def cancel(self) -> bool:
+        return self._inner.cancel()
+
+
+def pool_for_actors(max_workers: int, thread_name_prefix: str = "") -> ThreadPoolExecutor:
+    """A pool made on an actor's thread is an `ActorPool`; anywhere else, a plain one."""
+    turnstile = getattr(_acting, "turnstile", None)
+    if isinstance(turnstile, Turnstile) and getattr(_acting, "fork", None) is None:
+        return ActorPool(turnstile, _acting.actor, max_workers, thread_name_prefix)
+    return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
 
 
 @dataclass

@@ -29,6 +29,11 @@ move). The argument then needs two things, which the explorer checks and refuses
 without (`Unsupported`): an actor able to run stays able until it steps, and the step that
 made it able conflicts with its next one. That race cannot be reversed, so it is not tried.
 
+An actor may fork others (`parent>1`: settle's concurrent moves). A fork's steps come after
+its parent's steps before the fork, and the parent's steps after it has waited for its forks
+come after theirs: the program orders them as it orders one actor's steps, and the explorer
+treats them so (`in_program_order`). Forks of one parent are not ordered by each other.
+
 `every_order` runs every order without reduction; the tests compare both on systems small
 enough for it (tests/reliability/test_reduction.py, test_races.py).
 """
@@ -40,6 +45,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 ANY = "*"
+FORK = ">"
+
+
+def in_program_order(a: str, b: str) -> bool:
+    """Whether the program orders every step of actor `a` with every step of actor `b`: they
+    are one actor, or one is a fork (or a fork of a fork) of the other."""
+    return a == b or a.startswith(b + FORK) or b.startswith(a + FORK)
 
 
 @dataclass(frozen=True)
@@ -206,7 +218,9 @@ def equivalence_class(events: list[Event]) -> frozenset[tuple[Step, Step]]:
         (steps[i], steps[j])
         for j in range(len(events))
         for i in range(j + 1)
-        if i == j or events[i].actor == events[j].actor or events[i].access.conflicts(events[j].access)
+        if i == j
+        or in_program_order(events[i].actor, events[j].actor)
+        or events[i].access.conflicts(events[j].access)
     )
 
 
@@ -251,7 +265,11 @@ def _add_backtracks(path: list[Node], events: list[Event], start: int) -> None:
     count = len(events)
     dependent = [
         [
-            i < j and (events[i].actor == events[j].actor or events[i].access.conflicts(events[j].access))
+            i < j
+            and (
+                in_program_order(events[i].actor, events[j].actor)
+                or events[i].access.conflicts(events[j].access)
+            )
             for j in range(count)
         ]
         for i in range(count)
@@ -265,8 +283,8 @@ def _add_backtracks(path: list[Node], events: list[Event], start: int) -> None:
         if enabler is not None and not dependent[enabler][j]:
             raise Unsupported(f"{events[enabler]} let {events[j]} run without conflicting with it")
         for i in range(j):
-            if events[i].actor == events[j].actor or not dependent[i][j] or i == enabler:
-                continue  # same actor, independent, or the first step is what let the second run
+            if in_program_order(events[i].actor, events[j].actor) or not dependent[i][j] or i == enabler:
+                continue  # program order, independent, or the first step is what let the second run
             if any(before[i][k] and before[k][j] for k in range(i + 1, j)):
                 continue  # not a race: something between orders them
             later = [k for k in range(i + 1, j) if not before[i][k]] + [j]

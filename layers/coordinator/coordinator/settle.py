@@ -69,7 +69,8 @@ def settle(
     from pages already read), the run check is still made per page before any of its moves is
     submitted, and a move racing process's own move of the same row, or a second settle's, is
     decided by the row's condition, so it takes effect once whoever wins. The crash sweep runs
-    five moves three at a time with a crash at every call (tests/reliability).
+    five moves three at a time with a crash at every call, and the race explorer every order
+    of the moves with the other actors' calls (tests/reliability).
     """
     table = services.table
     now = services.clock()
@@ -147,11 +148,11 @@ def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: da
     waiters' own claims move them, by the same argument as for any waiter. Only a run that
     began and ended, and a waiter put, within one Query call would slip through.
 
-    With `move_concurrency` 1 the moves are made one after another on the calling thread: the
-    race explorer (tests/reliability/test_races.py) parks each actor on its own clients'
-    calls and so runs settle that way; the crash sweep runs it concurrently. A page's moves
-    all end before the next page is read, and a move that raises (a crash, an AWS error)
-    ends the rest of the page unmade and is raised here, as a serial loop would.
+    With `move_concurrency` 1 the moves are made one after another on the calling thread.
+    Otherwise a page's moves all end before the next page is read, and a move that raises (a
+    crash, an AWS error) ends the rest of the page unmade and is raised here, as a serial loop
+    would. The race explorer (tests/reliability/test_races.py) runs each of a page's moves as
+    an actor of its own, and the crash sweep crashes them at every call.
     """
     table = services.table
     workers = services.settings.move_concurrency
