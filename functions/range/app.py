@@ -26,13 +26,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("range pages", pages=len(cursors.cursors), count=cursors.count)
         return cursors.model_dump()
     page = range_page(request)
-    logger.info(
-        "range page",
-        schedule=request.schedule,
-        timezone=request.timezone,
-        order=request.order,
-        count=page.count,
-        has_next=page.next is not None,
-    )
+    asked = request.model_dump(mode="json", include={"schedule", "timezone", "order"})
+    logger.info("range page", count=page.count, has_next=page.next is not None, **asked)
     metrics.add_metric(name=Metric.RANGE_TICKS, unit=MetricUnit.Count, value=page.count)
     return page.model_dump()

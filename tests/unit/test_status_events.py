@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from coordinator_tools.local.provision import Provisioned
 from coordinator_tools.local.status_events import ExecutionStatusPoller, status_change_event
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:dep:dep-a1"
@@ -43,9 +44,7 @@ def poller(stepfunctions: Any) -> tuple[ExecutionStatusPoller, list[dict[str, An
         sqs=None,
         lambda_client=None,
         rules={},
-        function_of=lambda _arn: None,
-        retries_of=lambda _name: 0,
-        dead_letter_of=lambda _name: None,
+        functions=Provisioned(),
         account="123456789012",
         region="us-east-1",
         interval=1.0,

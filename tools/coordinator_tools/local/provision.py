@@ -87,6 +87,23 @@ class Provisioned:
     def function_by_arn(self, arn: str) -> FunctionCode | None:
         return next((code for code in self.functions.values() if code.arn == arn), None)
 
+    # -- what EventBridge needs to deliver to a function target (`status_events.FunctionTargets`)
+
+    def function_of(self, arn: str) -> str | None:
+        code = self.function_by_arn(arn)
+        return code.name if code else None
+
+    def retries_of(self, function_name: str) -> int:
+        """Lambda retries a failed asynchronous invocation twice unless the function says otherwise."""
+        return int(self.invoke_configs.get(function_name, {}).get("MaximumRetryAttempts", 2))
+
+    def dead_letter_of(self, function_name: str) -> str | None:
+        for logical_id, code in self.functions.items():
+            if code.name == function_name:
+                target = self.function_configs[logical_id].get("DeadLetterConfig", {})
+                return target.get("TargetArn") if isinstance(target, dict) else None
+        return None
+
 
 class Provisioner:
     def __init__(

@@ -242,9 +242,7 @@ class OfflineStack:
             sqs=self.client("sqs"),
             lambda_client=self.client("lambda"),
             rules=provisioned.rules,
-            function_of=self._function_name_of,
-            retries_of=self._async_retries_of,
-            dead_letter_of=self._dead_letter_of,
+            functions=provisioned,
             account=self.account_id,
             region=self.region,
             interval=self.intervals.status,
@@ -256,28 +254,12 @@ class OfflineStack:
                 schedules=provisioned.schedules,
                 lambda_client=self.client("lambda"),
                 sqs=self.client("sqs"),
-                is_function=self._function_name_of,
+                is_function=provisioned.function_of,
                 interval=self.intervals.reconcile,
             )
         )
         for poller in self.pollers:
             poller.start()
-
-    def _function_name_of(self, arn: str) -> str | None:
-        code = self.provisioned.function_by_arn(arn)
-        return code.name if code else None
-
-    def _async_retries_of(self, function_name: str) -> int:
-        """Lambda retries a failed asynchronous invocation twice unless the function says otherwise."""
-        config = self.provisioned.invoke_configs.get(function_name, {})
-        return int(config.get("MaximumRetryAttempts", 2))
-
-    def _dead_letter_of(self, function_name: str) -> str | None:
-        for logical_id, code in self.provisioned.functions.items():
-            if code.name == function_name:
-                target = self.provisioned.function_configs[logical_id].get("DeadLetterConfig", {})
-                return target.get("TargetArn") if isinstance(target, dict) else None
-        return None
 
     # -- using it -----------------------------------------------------------------------------
     def client(self, service: str) -> Any:

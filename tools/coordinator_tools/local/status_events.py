@@ -22,7 +22,7 @@ import queue
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from coordinator.states import FINAL_STATUSES
 from coordinator_tools.local.patterns import load_pattern, matches
@@ -75,6 +75,19 @@ def _epoch_millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+class FunctionTargets(Protocol):
+    """What delivering to a rule's Lambda target takes, as EventBridge and Lambda do it."""
+
+    def function_of(self, arn: str) -> str | None:
+        """The function's name, if the ARN is one of the stack's functions."""
+
+    def retries_of(self, function_name: str) -> int:
+        """How often a failed asynchronous invocation is tried again."""
+
+    def dead_letter_of(self, function_name: str) -> str | None:
+        """Where an event whose invocations all failed goes (the function's DeadLetterConfig)."""
+
+
 class ExecutionStatusPoller(Poller):
     name = "execution-status"
 
@@ -85,9 +98,7 @@ class ExecutionStatusPoller(Poller):
         sqs: Any,
         lambda_client: Any,
         rules: dict[str, dict[str, Any]],
-        function_of: Callable[[str], str | None],
-        retries_of: Callable[[str], int],
-        dead_letter_of: Callable[[str], str | None],
+        functions: FunctionTargets,
         account: str,
         region: str,
         interval: float,
@@ -102,9 +113,7 @@ class ExecutionStatusPoller(Poller):
             for rule in rules.values()
             if rule.get("state", "ENABLED") == "ENABLED"
         ]
-        self.function_of = function_of
-        self.retries_of = retries_of
-        self.dead_letter_of = dead_letter_of
+        self.functions = functions
         self.account = account
         self.region = region
         # execution ARN -> (redrive count, status) of the last event sent for it
@@ -161,15 +170,16 @@ class ExecutionStatusPoller(Poller):
                 self._deliver(rule, target, event)
 
     def _deliver(self, rule: dict[str, Any], target: dict[str, Any], event: dict[str, Any]) -> None:
-        function_name = self.function_of(target["Arn"])
+        function_name = self.functions.function_of(target["Arn"])
         if function_name is None:
             logger.warning("rule target not offline rule=%s target=%s", rule["name"], target["Arn"])
             return
-        attempts = 1 + self.retries_of(function_name)
+        attempts = 1 + self.functions.retries_of(function_name)
         for _attempt in range(attempts):
             if not invoke(self.lambda_client, function_name, event).errored:
                 return
-        dead_letter = self.dead_letter_of(function_name) or target.get("DeadLetterConfig", {}).get("Arn")
+        dead_letter = self.functions.dead_letter_of(function_name)
+        dead_letter = dead_letter or target.get("DeadLetterConfig", {}).get("Arn")
         logger.warning(
             "status event failed function=%s execution_arn=%s dead_letter=%s",
             function_name,

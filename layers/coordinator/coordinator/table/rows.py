@@ -8,6 +8,7 @@ leaves the index by removing them when it resolves.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -206,23 +207,16 @@ class Outcome:
 
     state: State
     execution_arn: str
+    redrive_count: int = 0  # the run of the execution that ended so
     output: str | None = None
     output_ref: str | None = None
     error: str | None = None
     cause: str | None = None
-    redrive_count: int = 0
 
     @classmethod
     def of(cls, payload: PayloadState) -> Outcome:
-        return cls(
-            state=payload.state,
-            execution_arn=payload.execution_arn,
-            output=payload.output,
-            output_ref=payload.output_ref,
-            error=payload.error,
-            cause=payload.cause,
-            redrive_count=payload.redrive_count,
-        )
+        """The outcome a row holds: its fields of the same names."""
+        return cls(**{field.name: getattr(payload, field.name) for field in dataclasses.fields(cls)})
 
     @property
     def run(self) -> Run:
