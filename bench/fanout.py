@@ -93,7 +93,7 @@ def one_run(waiters: int, moto_clock: MotoClock, run: int) -> dict[str, float]:
     from coordinator.messages import parse_process_message
     from coordinator.observability import logger
     from coordinator.process import process_request
-    from coordinator.settle import settle
+    from coordinator.settle import apply_status
     from coordinator.states import State
     from coordinator.status import ExecutionStatusDetail, apply_status_change
     from functions.dispatcher import app as dispatcher_app
@@ -122,7 +122,7 @@ def one_run(waiters: int, moto_clock: MotoClock, run: int) -> dict[str, float]:
     process_request(services, request, request_id="producer")
     state = services.table.get_state(payload)
     assert state is not None
-    settle(services, payload, state.execution_arn, State.PROCESSING)
+    apply_status(services, payload, state.execution_arn, State.PROCESSING)
     register_waiters(services, payload, waiters)
     described = stepfunctions.describe_execution(executionArn=state.execution_arn)
     detail = ExecutionStatusDetail.model_validate(

@@ -23,7 +23,7 @@ from coordinator.messages import Callback, parse_process_message
 from coordinator.process import process_request
 from coordinator.reconcile import reconcile
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.status import ExecutionStatusDetail, apply_status_change
 from coordinator_tools.kit.environment import ACCOUNT, REGION
@@ -49,13 +49,13 @@ def running(services: Services, payload_id: str) -> str:
     process_request(services, request(payload_id), request_id="producer")
     current = services.table.get_state(payload_id)
     assert current is not None
-    settle(services, payload_id, current.execution_arn, State.PROCESSING)
+    apply_status(services, payload_id, current.execution_arn, State.PROCESSING)
     return current.execution_arn
 
 
 def finished(services: Services, payload_id: str, state: State = State.SUCCEEDED) -> str:
     arn = running(services, payload_id)
-    settle(services, payload_id, arn, state, output='{"ok": true}')
+    apply_status(services, payload_id, arn, state, output='{"ok": true}')
     return arn
 
 
@@ -109,7 +109,7 @@ def redelivery_processing(services: Services, meter: Meter) -> None:
     process_request(services, request("p-redelivered-2", token), request_id="m1")
     current = services.table.get_state("p-redelivered-2")
     assert current is not None
-    settle(services, "p-redelivered-2", current.execution_arn, State.PROCESSING)
+    apply_status(services, "p-redelivered-2", current.execution_arn, State.PROCESSING)
     meter.reset()
     process_request(services, request("p-redelivered-2", token), request_id="m1")
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from coordinator.messages import parse_process_message
 from coordinator.process import process_request
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools import cli as cli_module
@@ -99,7 +99,7 @@ def test_bad_input_is_one_line_with_the_usage_exit_code(
 
 def test_status_shows_state_attempt_execution_and_console_link(offline: dict[str, Any], cli: Any) -> None:
     arn = started(offline, "p-status")
-    settle(offline["services"], "p-status", arn, State.FAILED, error="Boom", cause="disk full")
+    apply_status(offline["services"], "p-status", arn, State.FAILED, error="Boom", cause="disk full")
 
     result = cli("--json", "status", "p-status")
 
@@ -121,7 +121,7 @@ def test_status_of_unknown_id_exits_not_found(offline: dict[str, Any], cli: Any)
 
 def test_waiters_lists_who_waits_and_how_it_ended(offline: dict[str, Any], cli: Any) -> None:
     arn = started(offline, "p-dep", callback=callback(waiter_payload_id="p-downstream"))
-    settle(offline["services"], "p-dep", arn, State.SUCCEEDED, output="{}")
+    apply_status(offline["services"], "p-dep", arn, State.SUCCEEDED, output="{}")
 
     result = cli("--json", "waiters", "p-dep")
 
@@ -133,7 +133,7 @@ def test_waiters_lists_who_waits_and_how_it_ended(offline: dict[str, Any], cli: 
 
 def test_rerun_sends_the_same_input_with_replace(offline: dict[str, Any], cli: Any) -> None:
     arn = started(offline, "p-again", input={"granule": "G9"})
-    settle(offline["services"], "p-again", arn, State.SUCCEEDED, output="{}")
+    apply_status(offline["services"], "p-again", arn, State.SUCCEEDED, output="{}")
 
     result = cli("rerun", "p-again")
 
@@ -146,7 +146,7 @@ def test_rerun_sends_the_same_input_with_replace(offline: dict[str, Any], cli: A
 def test_a_payload_rerun_by_the_cli_keeps_its_schedule_time(offline: dict[str, Any], cli: Any) -> None:
     services = offline["services"]
     arn = started(offline, "p-tick", scheduleTime="2030-05-05T12:00:00+01:00")
-    settle(services, "p-tick", arn, State.SUCCEEDED, output="{}")
+    apply_status(services, "p-tick", arn, State.SUCCEEDED, output="{}")
 
     assert cli("rerun", "p-tick").exit_code == 0
     [body] = sent_bodies(offline)
@@ -199,9 +199,9 @@ def test_backfill_plan_says_what_each_tick_would_do_and_starts_nothing(
 ) -> None:
     services = offline["services"]
     done = started(offline, "ingest/2022-02-15T01:00:00Z")
-    settle(services, "ingest/2022-02-15T01:00:00Z", done, State.SUCCEEDED, output="{}")
+    apply_status(services, "ingest/2022-02-15T01:00:00Z", done, State.SUCCEEDED, output="{}")
     failed = started(offline, "ingest/2022-02-16T01:00:00Z")
-    settle(services, "ingest/2022-02-16T01:00:00Z", failed, State.FAILED, error="Boom")
+    apply_status(services, "ingest/2022-02-16T01:00:00Z", failed, State.FAILED, error="Boom")
     started(offline, "ingest/2022-02-17T01:00:00Z")
     window = ["--schedule", "0 1 * * *", "--start", "2022-02-15T00:00:00Z", "--stop", "2022-02-19T00:00:00Z"]
 
@@ -253,7 +253,7 @@ def test_stuck_lists_a_gate_from_its_claim_with_its_upstreams_done_and_missing(
 ) -> None:
     services = offline["services"]
     done = started(offline, "up-done")
-    settle(services, "up-done", done, State.SUCCEEDED, output="{}")
+    apply_status(services, "up-done", done, State.SUCCEEDED, output="{}")
     started(offline, "up-running")
     started(offline, "p-gated", after=[{"id": "up-done"}, {"id": "up-running"}, {"id": "up-absent"}])
     gated = services.table.get_state("p-gated")
@@ -442,9 +442,9 @@ def test_failed_ticks_of_a_backfill_are_named_up_to_twenty_with_the_count(
     for tick in ticks[:22]:
         payload_id = f"ingest/{tick}"
         arn = started(offline, payload_id)
-        settle(services, payload_id, arn, State.FAILED, error="Boom")
+        apply_status(services, payload_id, arn, State.FAILED, error="Boom")
     done = started(offline, f"ingest/{ticks[22]}")
-    settle(services, f"ingest/{ticks[22]}", done, State.SUCCEEDED, output="{}")
+    apply_status(services, f"ingest/{ticks[22]}", done, State.SUCCEEDED, output="{}")
     request = {
         "workflow": "ingest",
         "schedule": "0 1 * * *",
@@ -474,14 +474,14 @@ def test_a_backfills_summary_counts_ticks_its_gate_ended_apart_from_failed_ones(
 ) -> None:
     services = offline["services"]
     upstream = started(offline, "up-failed")
-    settle(services, "up-failed", upstream, State.FAILED, error="Boom")
+    apply_status(services, "up-failed", upstream, State.FAILED, error="Boom")
     ticks = [f"ingest/2022-03-01T0{hour}:00:00Z" for hour in range(4)]
     failed = started(offline, ticks[0])
-    settle(services, ticks[0], failed, State.FAILED, error="Boom")
+    apply_status(services, ticks[0], failed, State.FAILED, error="Boom")
     for tick in ticks[1:3]:  # gated on a failed upstream: ended DependencyFailed, never run
         started(offline, tick, scheduleTime=tick.removeprefix("ingest/"), after=[{"id": "up-failed"}])
     done = started(offline, ticks[3])
-    settle(services, ticks[3], done, State.SUCCEEDED, output="{}")
+    apply_status(services, ticks[3], done, State.SUCCEEDED, output="{}")
     summary = {"ticks": 4, "succeeded": 1, "failed": 3, "already_done": 0}
     backfill = a_backfill("SUCCEEDED", succeeded=1, failed=3)
     backfill.request = {"workflow": "ingest", "schedule": "0 * * * *", "timezone": "UTC"} | {
@@ -608,7 +608,7 @@ def test_status_of_a_gated_payload_counts_its_upstreams_and_graph_draws_the_gate
     offline: dict[str, Any], cli: Any
 ) -> None:
     done = started(offline, "up-done")
-    settle(offline["services"], "up-done", done, State.SUCCEEDED, output="{}")
+    apply_status(offline["services"], "up-done", done, State.SUCCEEDED, output="{}")
     started(offline, "up-running")
     started(offline, "p-gated", after=[{"id": "up-done"}, {"id": "up-running"}, {"id": "up-absent"}])
 

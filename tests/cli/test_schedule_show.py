@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from coordinator.process import process_request
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State
 from coordinator_tools.kit.events import request
 from coordinator_tools.target import ExitCode
@@ -58,7 +58,7 @@ def ran(offline: dict[str, Any], tick: str, state: State) -> None:
     process_request(services, payload, request_id=f"m-{tick}")
     current = services.table.get_state(payload.payload_id)
     assert current is not None
-    settle(services, payload.payload_id, current.execution_arn, state, output="{}")
+    apply_status(services, payload.payload_id, current.execution_arn, state, output="{}")
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from coordinator.identity import state_machine_arn, token_key
 from coordinator.messages import Callback
 from coordinator.process import process_request, refuse_express
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.status import ExecutionStatusEvent, apply_status_change
 from coordinator.table import from_item, gate_key
@@ -85,7 +85,7 @@ def running_payload(services: Services, payload_id: str) -> str:
     process_request(services, request(id=payload_id), request_id="producer")
     current = services.table.get_state(payload_id)
     assert current is not None
-    settle(services, payload_id, current.execution_arn, State.PROCESSING)
+    apply_status(services, payload_id, current.execution_arn, State.PROCESSING)
     return current.execution_arn
 
 
@@ -112,7 +112,7 @@ def test_waiter_on_a_finished_payload_costs_three_calls(
     services: Services, workflows: Workflows, counter: CallCounter
 ) -> None:
     arn = running_payload(services, "finished")
-    settle(services, "finished", arn, State.SUCCEEDED, output="{}")
+    apply_status(services, "finished", arn, State.SUCCEEDED, output="{}")
     counter.reset()
 
     process_request(services, request(id="finished", callback=callback()), request_id="m2")
@@ -209,7 +209,7 @@ def heard(services: Services, upstream: str, gated_arn: str) -> Heard:
 def finish(services: Services, payload_id: str, state: State) -> None:
     current = services.table.get_state(payload_id)
     assert current is not None
-    settle(services, payload_id, current.execution_arn, state, output="{}")
+    apply_status(services, payload_id, current.execution_arn, state, output="{}")
 
 
 @pytest.mark.parametrize("upstreams", [1, 3])

@@ -6,7 +6,7 @@ import json
 
 from coordinator.process import Processed, process_request
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator_tools.kit.events import new_token, request
 from tests.conftest import Workflows
@@ -103,7 +103,7 @@ def test_wait_whose_dependency_already_resolved_does_not_count_towards_a_cycle(
     wait(services, "B", "A")
     a = services.table.get_state("A")
     assert a is not None
-    settle(services, "A", a.execution_arn, State.SUCCEEDED, output="{}")
+    apply_status(services, "A", a.execution_arn, State.SUCCEEDED, output="{}")
 
     outcome, _ = wait(services, "A", "B")
 

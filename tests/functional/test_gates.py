@@ -11,7 +11,7 @@ from coordinator.gate import Heard
 from coordinator.process import Processed, process_request
 from coordinator.reconcile import reconcile
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item
 from coordinator_tools.kit.events import callback, request
@@ -31,7 +31,7 @@ def deliver_gates(services: Services) -> int:
 def finish(services: Services, payload_id: str, state: State = State.SUCCEEDED, **fields: Any) -> None:
     current = services.table.get_state(payload_id)
     assert current is not None
-    settle(services, payload_id, current.execution_arn, state, **fields)
+    apply_status(services, payload_id, current.execution_arn, state, **fields)
 
 
 def state_of(services: Services, payload_id: str) -> Any:

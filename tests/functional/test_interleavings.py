@@ -22,7 +22,7 @@ from coordinator.messages import PayloadRequest
 from coordinator.process import process_request
 from coordinator.services import Services
 from coordinator.settings import Settings
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.table import Outcome, PayloadTable
 from coordinator_tools.kit.events import callback, request
@@ -83,7 +83,7 @@ def world() -> tuple[Settings, str, PayloadRequest]:
     process_request(base, request(id=PAYLOAD), request_id="producer")
     running = base.table.get_state(PAYLOAD)
     assert running is not None
-    settle(base, PAYLOAD, running.execution_arn, State.PROCESSING)
+    apply_status(base, PAYLOAD, running.execution_arn, State.PROCESSING)
     return settings, running.execution_arn, request(id=PAYLOAD, callback=callback())
 
 
@@ -135,7 +135,7 @@ def explore_race(monkeypatch: pytest.MonkeyPatch, *, draft: bool) -> list[Run]:
 
             def update_state_actor(register: Callable[[Any], Any]) -> None:
                 services = make_services(settings, register)
-                settle(services, PAYLOAD, execution_arn, State.SUCCEEDED, output="{}")
+                apply_status(services, PAYLOAD, execution_arn, State.SUCCEEDED, output="{}")
 
             schedule, calls, options = run_schedule(
                 {"process": process_actor, "update-state": update_state_actor}, prefix, instrument

@@ -12,7 +12,7 @@ from coordinator.errors import InvalidMessage
 from coordinator.messages import parse_process_message
 from coordinator.process import Processed, process_request
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State
 from coordinator_tools.kit.events import callback, request
 from tests.conftest import Workflows
@@ -32,7 +32,7 @@ def coordinator_block(services: Services, payload_id: str) -> dict[str, Any]:
 def ended(services: Services, payload_id: str, state: State) -> None:
     current = services.table.get_state(payload_id)
     assert current is not None
-    settle(services, payload_id, current.execution_arn, state, output="{}")
+    apply_status(services, payload_id, current.execution_arn, state, output="{}")
 
 
 def test_schedule_time_is_stored_in_utc_z_form(services: Services, workflows: Workflows) -> None:
@@ -139,7 +139,7 @@ def test_an_id_of_another_workflow_is_refused_and_its_waiter_failed(
     process_request(services, request(id="shared"), request_id="first")
     current = services.table.get_state("shared")
     assert current is not None
-    settle(services, "shared", current.execution_arn, state, output='{"of": "ingest"}')
+    apply_status(services, "shared", current.execution_arn, state, output='{"of": "ingest"}')
     hook = callback()
 
     with pytest.raises(InvalidMessage, match="belongs to workflow 'ingest', not 'publish'"):

@@ -12,7 +12,7 @@ from coordinator.errors import InvalidMessage
 from coordinator.identity import execution_name
 from coordinator.process import Processed, process_request
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator_tools.kit.events import callback, request
 from tests.conftest import Workflows
@@ -69,7 +69,7 @@ def test_redelivery_after_the_attempt_failed_does_not_start_another(
     process_request(services, payload, request_id="m1")
     claimed = services.table.get_state("p-fail-fast")
     assert claimed is not None
-    settle(services, "p-fail-fast", claimed.execution_arn, State.FAILED, error="Boom")
+    apply_status(services, "p-fail-fast", claimed.execution_arn, State.FAILED, error="Boom")
 
     again = process_request(services, payload, request_id="m1")
 
@@ -83,7 +83,7 @@ def test_a_new_message_for_a_failed_payload_starts_the_next_attempt(
     process_request(services, request(id="p-retry"), request_id="m1")
     first = services.table.get_state("p-retry")
     assert first is not None
-    settle(services, "p-retry", first.execution_arn, State.FAILED, error="Boom")
+    apply_status(services, "p-retry", first.execution_arn, State.FAILED, error="Boom")
 
     outcome = process_request(services, request(id="p-retry"), request_id="m2")
 
@@ -99,7 +99,7 @@ def test_succeeded_payload_is_not_run_again_without_replace(services: Services, 
     process_request(services, request(id="p-done"), request_id="m1")
     done = services.table.get_state("p-done")
     assert done is not None
-    settle(services, "p-done", done.execution_arn, State.SUCCEEDED, output="{}")
+    apply_status(services, "p-done", done.execution_arn, State.SUCCEEDED, output="{}")
 
     outcome = process_request(services, request(id="p-done"), request_id="m2")
 
@@ -113,7 +113,7 @@ def test_replace_reruns_a_succeeded_payload_with_a_new_attempt_and_name(
     process_request(services, request(id="p-replace"), request_id="m1")
     done = services.table.get_state("p-replace")
     assert done is not None
-    settle(services, "p-replace", done.execution_arn, State.SUCCEEDED, output='{"v": 1}')
+    apply_status(services, "p-replace", done.execution_arn, State.SUCCEEDED, output='{"v": 1}')
 
     outcome = process_request(services, request(id="p-replace", replace=True), request_id="m2")
 
@@ -130,7 +130,7 @@ def test_replace_never_claims_over_a_running_attempt(services: Services, workflo
     process_request(services, request(id="p-running"), request_id="m1")
     running = services.table.get_state("p-running")
     assert running is not None
-    settle(services, "p-running", running.execution_arn, State.PROCESSING)
+    apply_status(services, "p-running", running.execution_arn, State.PROCESSING)
 
     outcome = process_request(services, request(id="p-running", replace=True), request_id="m2")
 
@@ -142,7 +142,7 @@ def test_waiter_on_running_payload_stays_waiting(services: Services, workflows: 
     process_request(services, request(id="p-dep"), request_id="m1")
     running = services.table.get_state("p-dep")
     assert running is not None
-    settle(services, "p-dep", running.execution_arn, State.PROCESSING)
+    apply_status(services, "p-dep", running.execution_arn, State.PROCESSING)
     hook = callback()
 
     outcome = process_request(services, request(id="p-dep", callback=hook), request_id="m2")
@@ -155,7 +155,7 @@ def test_waiter_on_succeeded_payload_is_resumed_at_once(services: Services, work
     process_request(services, request(id="p-ok"), request_id="m1")
     done = services.table.get_state("p-ok")
     assert done is not None
-    settle(services, "p-ok", done.execution_arn, State.SUCCEEDED, output='{"n": 3}')
+    apply_status(services, "p-ok", done.execution_arn, State.SUCCEEDED, output='{"n": 3}')
     hook = callback()
 
     outcome = process_request(services, request(id="p-ok", callback=hook), request_id="m2")
@@ -176,7 +176,7 @@ def test_waiter_registered_before_the_payload_exists_is_moved_when_it_finishes(
     claimed = services.table.get_state("p-new")
     assert claimed is not None
 
-    settle(services, "p-new", claimed.execution_arn, State.FAILED, error="Boom", cause="bad")
+    apply_status(services, "p-new", claimed.execution_arn, State.FAILED, error="Boom", cause="bad")
 
     row = waiter_row(services, "p-new", hook["token"])
     assert row["waiter_state"] == WaiterState.FAILED

@@ -10,7 +10,7 @@ from coordinator.messages import Callback
 from coordinator.process import process_request
 from coordinator.reconcile import reconcile
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.table import STATE_KEY, PayloadState, pending_shard
 from coordinator_tools.kit.events import callback, new_token, request
@@ -112,7 +112,7 @@ def test_claim_whose_claimer_moved_on_is_not_restarted(
     services: Services, workflows: Workflows, clock: Clock
 ) -> None:
     claimed = claim_without_starting(services, "p-settled-meanwhile")
-    settle(services, "p-settled-meanwhile", claimed.execution_arn, State.FAILED, error="Boom")
+    apply_status(services, "p-settled-meanwhile", claimed.execution_arn, State.FAILED, error="Boom")
     past_the_lease(services, clock)
 
     report = reconcile(services)
@@ -143,7 +143,7 @@ def test_processing_payload_whose_execution_ended_is_settled_with_its_status(
 ) -> None:
     process_request(services, request(id="p-lost-event"), request_id="m1")
     arn = current(services, "p-lost-event").execution_arn
-    settle(services, "p-lost-event", arn, State.PROCESSING)
+    apply_status(services, "p-lost-event", arn, State.PROCESSING)
     services.stepfunctions.stop_execution(executionArn=arn)
     past_the_lease(services, clock)
 
@@ -160,7 +160,7 @@ def test_settling_a_lost_status_moves_the_payloads_waiters(
     hook = callback()
     process_request(services, request(id="p-lost-event", callback=hook), request_id="m1")
     arn = current(services, "p-lost-event").execution_arn
-    settle(services, "p-lost-event", arn, State.PROCESSING)
+    apply_status(services, "p-lost-event", arn, State.PROCESSING)
     services.stepfunctions.stop_execution(executionArn=arn)
     past_the_lease(services, clock)
 
@@ -230,7 +230,7 @@ def test_waiter_of_a_running_payload_is_deferred_not_moved(
 ) -> None:
     hook = callback()
     process_request(services, request(id="p-running", callback=hook), request_id="m1")
-    settle(services, "p-running", current(services, "p-running").execution_arn, State.PROCESSING)
+    apply_status(services, "p-running", current(services, "p-running").execution_arn, State.PROCESSING)
     past_the_lease(services, clock)
 
     report = reconcile(services)
@@ -260,7 +260,9 @@ def test_waiting_waiter_of_a_final_payload_is_moved(
     services: Services, workflows: Workflows, clock: Clock
 ) -> None:
     process_request(services, request(id="p-done"), request_id="m1")
-    settle(services, "p-done", current(services, "p-done").execution_arn, State.SUCCEEDED, output='{"n": 1}')
+    apply_status(
+        services, "p-done", current(services, "p-done").execution_arn, State.SUCCEEDED, output='{"n": 1}'
+    )
     token = register_late_waiter(services, "p-done")
     past_the_lease(services, clock)
 
@@ -277,7 +279,7 @@ def test_waiting_waiter_within_its_lease_is_left_alone(
     services: Services, workflows: Workflows, clock: Clock
 ) -> None:
     process_request(services, request(id="p-done"), request_id="m1")
-    settle(services, "p-done", current(services, "p-done").execution_arn, State.SUCCEEDED, output="{}")
+    apply_status(services, "p-done", current(services, "p-done").execution_arn, State.SUCCEEDED, output="{}")
     token = register_late_waiter(services, "p-done")
 
     reconcile(services)
@@ -336,7 +338,7 @@ def test_rows_reconcile_cannot_repair_do_not_starve_the_rows_behind_them(
         # PROCESSING, but Step Functions no longer knows the execution (history expired,
         # or the state machine was deleted under it).
         orphan = claim_without_starting(small, payload_id)
-        settle(small, payload_id, orphan.execution_arn, State.PROCESSING)
+        apply_status(small, payload_id, orphan.execution_arn, State.PROCESSING)
     clock.advance(1)
     claim_without_starting(small, stuck)
     past_the_lease(small, clock)

@@ -20,7 +20,7 @@ from coordinator.identity import redrive_client_token, state_machine_arn, token_
 from coordinator.process import Processed, process_request
 from coordinator.reconcile import reconcile
 from coordinator.services import Services
-from coordinator.settle import Settled, settle
+from coordinator.settle import Settled, apply_status
 from coordinator.states import InvalidCause, State, WaiterState
 from coordinator.table import PayloadState
 from coordinator_tools.kit.events import callback, request
@@ -84,8 +84,8 @@ def failed_payload(
     process_request(sfn, request(id=P, callback=waiter), request_id="first-message")
     row = current(sfn)
     executions.ended(row.execution_arn, "FAILED", error="UpstreamDown", cause="not there yet")
-    settle(sfn, P, row.execution_arn, State.PROCESSING)
-    settle(sfn, P, row.execution_arn, State.FAILED, error="UpstreamDown", cause="not there yet")
+    apply_status(sfn, P, row.execution_arn, State.PROCESSING)
+    apply_status(sfn, P, row.execution_arn, State.FAILED, error="UpstreamDown", cause="not there yet")
     return current(sfn)
 
 
@@ -113,9 +113,11 @@ def test_a_redriven_run_reopens_the_failed_row_and_its_end_resolves_the_waiters_
     told, since = callback(), callback()
     failed = failed_payload(sfn, executions, waiter=told)
 
-    reopened = settle(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
+    reopened = apply_status(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
     during = process_request(sfn, request(id=P, callback=since), request_id="waiter-during")
-    ended = settle(sfn, P, failed.execution_arn, State.SUCCEEDED, redrive_count=1, output='{"rows": 42}')
+    ended = apply_status(
+        sfn, P, failed.execution_arn, State.SUCCEEDED, redrive_count=1, output='{"rows": 42}'
+    )
 
     assert (reopened.settled, during, ended.settled) == (
         Settled.APPLIED,
@@ -134,7 +136,7 @@ def test_a_reopened_row_is_pending_again_and_holds_no_stale_outcome(
 ) -> None:
     failed = failed_payload(sfn, executions)
 
-    settle(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
+    apply_status(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
 
     row = current(sfn)
     assert (row.state, row.attempt, row.redrive_count, row.error, row.cause) == (
@@ -159,12 +161,12 @@ def test_an_earlier_runs_event_late_or_duplicated_never_regresses_the_row(
     sfn: Services, executions: Executions, redriven_state: State, earlier: State
 ) -> None:
     failed = failed_payload(sfn, executions)
-    settle(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
+    apply_status(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
     if redriven_state is not State.PROCESSING:
-        settle(sfn, P, failed.execution_arn, redriven_state, redrive_count=1, error="Again")
+        apply_status(sfn, P, failed.execution_arn, redriven_state, redrive_count=1, error="Again")
     before = current(sfn)
 
-    late = settle(sfn, P, failed.execution_arn, earlier, redrive_count=0, error="UpstreamDown")
+    late = apply_status(sfn, P, failed.execution_arn, earlier, redrive_count=0, error="UpstreamDown")
 
     assert late.settled in {Settled.STALE, Settled.REPEATED}
     after = current(sfn)
@@ -176,7 +178,7 @@ def test_a_redriven_runs_end_settles_the_row_when_its_running_event_was_lost(
 ) -> None:
     failed = failed_payload(sfn, executions)
 
-    ended = settle(sfn, P, failed.execution_arn, State.SUCCEEDED, redrive_count=1, output="{}")
+    ended = apply_status(sfn, P, failed.execution_arn, State.SUCCEEDED, redrive_count=1, output="{}")
 
     assert ended.settled is Settled.APPLIED
     assert (current(sfn).state, current(sfn).redrive_count) == (State.SUCCEEDED, 1)
@@ -296,9 +298,9 @@ def test_rerun_redrive_of_a_payload_with_nothing_to_redrive_is_answered_as_usual
     process_request(sfn, request(id=P), request_id="first-message")
     row = current(sfn)
     if ended_as == "SUCCEEDED":
-        settle(sfn, P, row.execution_arn, State.SUCCEEDED, output="{}")
+        apply_status(sfn, P, row.execution_arn, State.SUCCEEDED, output="{}")
     else:  # its state machine was missing: a later message may try it again
-        settle(sfn, P, row.execution_arn, State.INVALID, invalid_cause=InvalidCause.DEPLOYMENT)
+        apply_status(sfn, P, row.execution_arn, State.INVALID, invalid_cause=InvalidCause.DEPLOYMENT)
     hook = callback()
 
     outcome = process_request(sfn, request(id=P, rerun="redrive", callback=hook), request_id="redrive-1")
@@ -339,7 +341,7 @@ def test_reconcile_settles_a_redriven_run_whose_events_were_lost(
 ) -> None:
     hook = callback()
     failed = failed_payload(sfn, executions)
-    settle(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
+    apply_status(sfn, P, failed.execution_arn, State.PROCESSING, redrive_count=1)
     process_request(sfn, request(id=P, callback=hook), request_id="waiter-during")
     executions.ended(failed.execution_arn, "SUCCEEDED", redrive_count=1, output='{"rows": 7}')  # event lost
     past_the_lease(sfn, clock)

@@ -12,7 +12,7 @@ import pytest
 from coordinator.identity import token_key
 from coordinator.process import process_request
 from coordinator.services import Services
-from coordinator.settle import Settled, settle
+from coordinator.settle import Settled, apply_status
 from coordinator.states import State
 from coordinator.status import ExecutionStatusEvent, apply_status_change
 from coordinator_tools.kit.events import callback, request, status_event
@@ -187,7 +187,7 @@ def test_handler_parses_the_eventbridge_event(
 
 
 def test_settle_of_unknown_payload_reports_it(services: Services) -> None:
-    assert settle(services, "nobody", "arn:x", State.SUCCEEDED).settled is Settled.UNKNOWN
+    assert apply_status(services, "nobody", "arn:x", State.SUCCEEDED).settled is Settled.UNKNOWN
 
 
 def test_running_and_failed_events_with_null_details_are_applied(

@@ -38,7 +38,7 @@ from coordinator.dispatch import dispatch_gate
 from coordinator.gate import Heard
 from coordinator.identity import execution_name
 from coordinator.process import process_request
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item, gate_key
 from coordinator_tools.kit.events import request
@@ -81,7 +81,7 @@ class GateScene:
         base = world.services
         for upstream in UPSTREAMS.values():
             process_request(base, request(id=upstream), request_id=f"m-{upstream}")
-            settle(base, upstream, world.state(upstream).execution_arn, State.PROCESSING)
+            apply_status(base, upstream, world.state(upstream).execution_arn, State.PROCESSING)
         after = [{"id": upstream} for upstream in UPSTREAMS.values()]
         process_request(base, request(id=GATED, after=after), request_id="m-gated")
         self.world = world
@@ -99,7 +99,7 @@ class ReArmScene:
         process_request(base, request(id=UPSTREAM), request_id="m-u")
         process_request(base, request(id=GATED, after=[{"id": UPSTREAM}]), request_id="m-gated")
         self.ended_arn = world.state(GATED).execution_arn
-        settle(base, UPSTREAM, world.state(UPSTREAM).execution_arn, State.FAILED, error="Boom")
+        apply_status(base, UPSTREAM, world.state(UPSTREAM).execution_arn, State.FAILED, error="Boom")
         self.ended_record = gate_row(lab, UPSTREAM, self.ended_arn)
         heard = Heard.from_image(self.ended_record)
         assert heard is not None
@@ -107,7 +107,7 @@ class ReArmScene:
         assert world.state(GATED).state is State.FAILED
         process_request(base, request(id=UPSTREAM), request_id="m-u-rerun")
         self.arn = world.state(UPSTREAM).execution_arn
-        settle(base, UPSTREAM, self.arn, State.PROCESSING)
+        apply_status(base, UPSTREAM, self.arn, State.PROCESSING)
         self.world = world
         self.rows = _scan(lab)
 
@@ -158,7 +158,7 @@ class GateRace:
         actors, scene = self.actors, self.scene
         flows: dict[str, Callable[[], None]] = {}
         for digit, upstream in UPSTREAMS.items():
-            flows[f"F{digit}"] = lambda upstream=upstream, digit=digit: settle(  # type: ignore[misc]
+            flows[f"F{digit}"] = lambda upstream=upstream, digit=digit: apply_status(  # type: ignore[misc]
                 actors.services(f"F{digit}", scene.world), upstream, scene.arns[upstream], State.SUCCEEDED
             )
             flows[f"H{digit}"] = lambda upstream=upstream, digit=digit: self._hear(f"H{digit}", upstream)  # type: ignore[misc]
@@ -238,7 +238,9 @@ class ReArmRace(GateRace):
         again = request(id=GATED, after=[{"id": UPSTREAM}])
         return {
             "R": lambda: process_request(actors.services("R", scene.world), again, request_id="m-again"),
-            "F": lambda: settle(actors.services("F", scene.world), UPSTREAM, scene.arn, State.SUCCEEDED),
+            "F": lambda: apply_status(
+                actors.services("F", scene.world), UPSTREAM, scene.arn, State.SUCCEEDED
+            ),
             "H": lambda: self._hear("H", UPSTREAM),
             "Hx": lambda: self._hear("Hx", ENDED),
         }

@@ -37,7 +37,7 @@ from coordinator.identity import execution_name, token_digest, token_key
 from coordinator.messages import PayloadRequest
 from coordinator.process import process_request
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import State, WaiterState
 from coordinator.table import from_item
 from coordinator_tools.kit.events import callback, request
@@ -167,10 +167,10 @@ def set_scene(lab: Lab) -> Scene:
     base = world.services
     process_request(base, request(id=PAYLOAD), request_id="m-producer")
     first = world.state(PAYLOAD).execution_arn
-    settle(base, PAYLOAD, first, State.FAILED, error="Boom")
+    apply_status(base, PAYLOAD, first, State.FAILED, error="Boom")
     process_request(base, request(id=PAYLOAD), request_id="m-rerun")
     second = world.state(PAYLOAD).execution_arn
-    settle(base, PAYLOAD, second, State.PROCESSING)
+    apply_status(base, PAYLOAD, second, State.PROCESSING)
     return Scene(world, first, second, _scan(lab))
 
 
@@ -181,7 +181,7 @@ def set_redrive_scene(lab: Lab) -> Scene:
     base = world.services
     process_request(base, request(id=PAYLOAD), request_id="m-producer")
     arn = world.state(PAYLOAD).execution_arn
-    settle(base, PAYLOAD, arn, State.FAILED, error="Boom")
+    apply_status(base, PAYLOAD, arn, State.FAILED, error="Boom")
     world.redrivable(PAYLOAD)
     lab.redrives.redrive(arn)
     return Scene(
@@ -266,7 +266,7 @@ class Race:
 
     def _settle(self, name: str, arn: str, state: State, redrive_count: int, **details: str) -> None:
         services = self.actors.services(name, self.scene.world)
-        settle(services, PAYLOAD, arn, state, redrive_count=redrive_count, **details)
+        apply_status(services, PAYLOAD, arn, state, redrive_count=redrive_count, **details)
 
     def _dispatch(self, name: str) -> None:
         self.turnstile.checkpoint(name, STREAM_RECORD)

@@ -37,7 +37,7 @@ NEEDED: dict[str, set[str]] = {
     },
     "UpdateStateFunctionRole": RUNTIME
     | {
-        "dynamodb:UpdateItem",  # finalize_state, move_waiter
+        "dynamodb:UpdateItem",  # record_status, move_waiter
         "dynamodb:Query",  # waiting_pages
         "dynamodb:GetItem",  # settle: the row again between pages of over 100 waiters
         "states:DescribeExecution",  # input dropped by EventBridge

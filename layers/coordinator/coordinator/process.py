@@ -43,7 +43,7 @@ from coordinator.identity import execution_name_of, state_machine_arn, state_mac
 from coordinator.observability import Metric, logger, metrics
 from coordinator.redrive import follow_redrive, resume_redrive, send_redrive
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import REDRIVABLE, InvalidCause, Rerun, State, WaiterState
 from coordinator.table import Outcome, PayloadState, StateWrite, may_rerun
 
@@ -168,7 +168,7 @@ def _process_request(services: Services, request: PayloadRequest, *, request_id:
     if current.state is State.INVALID and current.claimed_by == request_id:
         # Our own claim ended INVALID and we died before finishing: settle again (moves any
         # waiter the crash left WAITING), then dead-letter the record as the first try would.
-        settle(services, request.payload_id, current.execution_arn, State.INVALID)
+        apply_status(services, request.payload_id, current.execution_arn, State.INVALID)
         raise InvalidMessage(
             f"workflow {current.workflow!r} cannot be started: {current.error}: {current.cause}"
         )
@@ -274,7 +274,7 @@ def start_attempt(services: Services, claimed: PayloadState) -> None:
             return
         if code in UNSTARTABLE:
             message = error.response.get("Error", {}).get("Message", code)
-            settle(
+            apply_status(
                 services,
                 claimed.payload_id,
                 claimed.execution_arn,

@@ -35,7 +35,7 @@ from coordinator.observability import Metric, logger, metrics
 from coordinator.process import start_attempt
 from coordinator.redrive import apply_described, describe, redrive_count_of, send_redrive
 from coordinator.services import Services
-from coordinator.settle import settle
+from coordinator.settle import apply_status
 from coordinator.states import STATE_OF_STATUS, State, WaiterState
 from coordinator.table import STATE_KEY, Outcome, pending_shards
 
@@ -153,7 +153,9 @@ def _repair_state(services: Services, row: dict[str, Any], report: ReconcileRepo
     state = STATE_OF_STATUS.get(described["status"])
     if state is None or state is State.PROCESSING:
         if state is State.PROCESSING and (current.state is State.CLAIMED or current.redrive_count < count):
-            settle(services, payload_id, arn, State.PROCESSING, redrive_count=count)  # moves pending_since on
+            apply_status(
+                services, payload_id, arn, State.PROCESSING, redrive_count=count
+            )  # moves pending_since on
             report.deferred += 1
         else:
             _defer(services, row, report)

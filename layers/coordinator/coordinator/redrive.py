@@ -6,7 +6,7 @@ its end: the states that succeeded do not run again, the execution keeps its ARN
 script) and so may the coordinator itself, for a message with `"rerun": "redrive"`.
 
 The STATE row follows every redrive. Each status event carries the run's redrive count, and the
-fence is (execution ARN, redrive count) (`PayloadTable.finalize_state`): a later run's RUNNING
+fence is (execution ARN, redrive count) (`PayloadTable.record_status`): a later run's RUNNING
 reopens the row (final to PROCESSING, same attempt), its end settles it and resolves the
 waiters registered since; an earlier run's event, late or duplicated, is stale. Waiters told of
 the failure before the redrive stay told: their tokens are closed.
@@ -44,7 +44,7 @@ from coordinator.errors import InvalidMessage
 from coordinator.identity import redrive_client_token
 from coordinator.observability import Metric, logger, metrics
 from coordinator.services import Services
-from coordinator.settle import Settlement, settle
+from coordinator.settle import Settlement, apply_status
 from coordinator.states import REDRIVABLE, STATE_OF_STATUS, State
 from coordinator.table import PayloadState
 
@@ -66,7 +66,7 @@ def redrive_count_of(described: dict[str, Any]) -> int:
 def apply_described(services: Services, payload_id: str, described: dict[str, Any]) -> Settlement:
     """Settle the payload as the execution's description says, for the run it names."""
     state = STATE_OF_STATUS[described["status"]]
-    return settle(
+    return apply_status(
         services,
         payload_id,
         described["executionArn"],
@@ -142,7 +142,7 @@ def _undo_claim(
         state, error, cause, count = State.FAILED, "ExecutionNotRedrivable", reason, claimed.redrive_count - 1
     if not state.is_final:
         state, error, cause = State.FAILED, "ExecutionNotRedrivable", reason
-    settle(
+    apply_status(
         services,
         claimed.payload_id,
         claimed.execution_arn,

@@ -1,4 +1,5 @@
-"""Settling a payload: record its state, then move every waiter of it (update-state's flow).
+"""A status applied to its payload (update-state's flow): `apply_status` records it behind the
+fence, and a final one settles the payload: every waiter of it is moved to the outcome.
 
 Shared by update-state (status change events), reconcile (a missed event found later) and
 process (a workflow that does not exist makes its payload INVALID), so a final state reaches
@@ -34,7 +35,7 @@ class Settlement:
     current: PayloadState | None = None  # the row as it is after (None: no row)
 
 
-def settle(
+def apply_status(
     services: Services,
     payload_id: str,
     execution_arn: str,
@@ -48,8 +49,9 @@ def settle(
     invalid_cause: InvalidCause | None = None,
     record_redrive_count: int | None = None,
 ) -> Settlement:
-    """Record `state` for run `redrive_count` of the attempt `execution_arn` of `payload_id`
-    (0 for the execution's first run, N after its Nth redrive), then move its waiters.
+    """Record `state` (PROCESSING, or a final state) for run `redrive_count` of the attempt
+    `execution_arn` of `payload_id` (0 for the execution's first run, N after its Nth
+    redrive); if it is final, move the payload's waiters to it.
 
     Order matters: the STATE write comes before the waiter query, and the query is strongly
     consistent; process puts its waiter before it claims. Whichever of the two runs second
@@ -76,7 +78,7 @@ def settle(
     now = services.clock()
     inline, reference = _output_fields(output, execution_arn, services.settings.output_inline_bytes)
     reference = reference or output_ref
-    written = table.finalize_state(
+    written = table.record_status(
         payload_id,
         execution_arn,
         state,
@@ -127,7 +129,7 @@ def settle(
 
 def move_waiters_of(services: Services, final: PayloadState) -> int:
     """Move the waiters of a row a caller has just written final itself (a gate's end): the
-    half of `settle` after its STATE write, so the consistent waiter query still follows it."""
+    half of `apply_status` after its STATE write, so the consistent waiter query still follows it."""
     moved = _move_waiters(services, final.payload_id, Outcome.of(final), services.clock())
     if moved:
         metrics.add_metric(name=Metric.WAITERS_RESOLVED, unit="Count", value=moved)

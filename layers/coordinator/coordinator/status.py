@@ -18,7 +18,7 @@ from coordinator.identity import METADATA_KEY
 from coordinator.observability import logger
 from coordinator.redrive import describe
 from coordinator.services import Services
-from coordinator.settle import Settlement, settle
+from coordinator.settle import Settlement, apply_status
 from coordinator.states import STATE_OF_STATUS
 
 
@@ -85,7 +85,7 @@ def apply_status_change(services: Services, detail: ExecutionStatusDetail) -> Se
     output_dropped = (
         detail.output is None and detail.output_details is not None and not detail.output_details.included
     )
-    return settle(
+    return apply_status(
         services,
         payload_id,
         detail.execution_arn,

@@ -5,8 +5,9 @@ forward by the attempt's execution until it ends.
   TIMED_OUT, INVALID for a cause outside the message, or any final state with `replace`),
   never from CLAIMED/PROCESSING. It writes the *prospective* execution ARN of the new
   attempt; the attempt number is the row's version.
-- `finalize_state` writes a final state only if `execution_arn` is the event's and the row is
-  still CLAIMED/PROCESSING: the fence that keeps a stale or duplicate event from regressing it.
+- `record_status` writes a run's status (PROCESSING, or a final state) only if `execution_arn`
+  is the event's and the move goes forward (a final state only from CLAIMED/PROCESSING): the
+  fence that keeps a stale or duplicate event from regressing the row.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class ClaimRows(TableAccess):
         )
         return StateWrite(applied=answer.applied, current=answer.state())
 
-    def finalize_state(
+    def record_status(
         self,
         payload_id: str,
         arn: str,
