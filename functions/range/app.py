@@ -1,5 +1,6 @@
 """range: one page of a schedule's ticks between two instants, for a backfill's Map state
-(or, asked for `pages`, where each of that many pages starts).
+(or, asked for `pages`, where each of that many pages starts; asked with `inline_limit`, which
+map mode the backfill runs in).
 
 A request that can never succeed raises InvalidSchedule, InvalidTimezone, InvalidRange or
 InvalidCursor; Lambda reports the class name as errorType, which the backfill's Catch matches.
@@ -13,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from coordinator.observability import Metric, logger, metrics, tracer
-from coordinator.schedule import RangeRequest, page_cursors, range_page
+from coordinator.schedule import RangeRequest, map_mode_of, page_cursors, range_page
 
 
 @logger.inject_lambda_context
@@ -25,6 +26,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         cursors = page_cursors(request)
         logger.info("range pages", pages=len(cursors.cursors), count=cursors.count)
         return cursors.model_dump()
+    if request.inline_limit is not None:  # a backfill in map_mode "auto": inline or distributed
+        chosen = map_mode_of(request)
+        logger.info(
+            "range map mode",
+            map_mode=chosen.map_mode,
+            counted=chosen.counted,
+            inline_limit=request.inline_limit,
+        )
+        return chosen.model_dump(mode="json")
     page = range_page(request)
     asked = request.model_dump(mode="json", include={"schedule", "timezone", "order"})
     logger.info("range page", count=page.count, has_next=page.next is not None, **asked)

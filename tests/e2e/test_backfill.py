@@ -3,7 +3,9 @@
 The must-show of issue 4: a 3-day daily backfill starts 3 executions; the same backfill again
 starts none and reports 3 already done; with one tick failed, policy `missing` re-runs only it,
 and policy `all` re-runs every tick. Issue 19's: a Distributed Map backfill (`map_mode`
-"distributed"), run end to end by moto's executor, sums up its child executions' ticks.
+"distributed"), run end to end by moto's executor, sums up its child executions' ticks; and
+`map_mode` "auto", the default, runs a range of at most `inline_limit` ticks inline and a
+longer one distributed, and says which.
 """
 
 from __future__ import annotations
@@ -79,7 +81,13 @@ def first_february_backfill(stack: OfflineStack) -> dict[str, Any]:
 def test_three_day_daily_backfill_starts_three_executions(
     stack: OfflineStack, first_february_backfill: dict[str, Any]
 ) -> None:
-    assert first_february_backfill == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0}
+    assert first_february_backfill == {
+        "ticks": 3,
+        "succeeded": 3,
+        "failed": 0,
+        "already_done": 0,
+        "map_mode": "inline",
+    }
     assert attempts(stack, *FEBRUARY) == [1, 1, 1]
 
 
@@ -88,7 +96,7 @@ def test_same_backfill_again_starts_none_and_reports_three_already_done(
 ) -> None:
     summary = backfill(stack, daily("2022-02-15T00:00:00Z", "2022-02-18T00:00:00Z"))
 
-    assert summary == {"ticks": 3, "succeeded": 0, "failed": 0, "already_done": 3}
+    assert summary == {"ticks": 3, "succeeded": 0, "failed": 0, "already_done": 3, "map_mode": "inline"}
     assert attempts(stack, *FEBRUARY) == [1, 1, 1]
 
 
@@ -100,7 +108,7 @@ def test_policy_missing_reruns_only_the_failed_tick(stack: OfflineStack) -> None
 
     summary = backfill(stack, daily("2022-03-01T00:00:00Z", "2022-03-04T00:00:00Z", policy="missing"))
 
-    assert summary == {"ticks": 3, "succeeded": 1, "failed": 0, "already_done": 2}
+    assert summary == {"ticks": 3, "succeeded": 1, "failed": 0, "already_done": 2, "map_mode": "inline"}
     assert attempts(stack, *MARCH) == [1, 2, 1]
     assert stack.payload_state(f"{WORKFLOW}/{MARCH[1]}")["state"] == "SUCCEEDED"
 
@@ -110,7 +118,7 @@ def test_policy_all_reruns_every_tick(stack: OfflineStack) -> None:
 
     summary = backfill(stack, daily("2022-04-01T00:00:00Z", "2022-04-04T00:00:00Z", policy="all"))
 
-    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0}
+    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0, "map_mode": "inline"}
     assert attempts(stack, *APRIL) == [2, 2, 2]
 
 
@@ -123,7 +131,7 @@ def test_a_backfilled_tick_knows_its_data_interval_across_the_spring_forward(sta
     )
 
     # The 30th has no 02:30 in Stockholm: one tick, whose interval starts on the 29th.
-    assert summary == {"ticks": 1, "succeeded": 1, "failed": 0, "already_done": 0}
+    assert summary == {"ticks": 1, "succeeded": 1, "failed": 0, "already_done": 0, "map_mode": "inline"}
     [execution] = executions_of(stack, WORKFLOW, f"{WORKFLOW}/2025-03-31T00:30:00Z")
     described = stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
     block = json.loads(described["input"])["coordinator"]
@@ -151,7 +159,7 @@ def test_a_backfill_longer_than_one_execution_continues_as_new_and_the_last_one_
 
     chain, output = continuation_chain(stack, first)
 
-    assert output == {"ticks": 7, "succeeded": 7, "failed": 0, "already_done": 0}
+    assert output == {"ticks": 7, "succeeded": 7, "failed": 0, "already_done": 0, "map_mode": "inline"}
     assert len(chain) == 4
     hours = [f"2022-06-01T0{hour}:00:00Z" for hour in range(7)]
     assert attempts(stack, *hours) == [1] * 7
@@ -184,7 +192,13 @@ def test_a_distributed_map_backfill_runs_each_page_and_tick_as_a_child_execution
     ended = stack.wait_for_execution(execution, timeout=40)
 
     assert ended["status"] == "SUCCEEDED", ended
-    assert json.loads(ended["output"]) == {"ticks": 7, "succeeded": 6, "failed": 0, "already_done": 1}
+    assert json.loads(ended["output"]) == {
+        "ticks": 7,
+        "succeeded": 6,
+        "failed": 0,
+        "already_done": 1,
+        "map_mode": "distributed",
+    }
     assert attempts(stack, *JULY) == [1, 1, 1, 2, 1, 1, 1]
     sfn = stack.client("stepfunctions")
     # A Map Run for each read (2) and for each page (4): the pages' and ticks' own histories.
@@ -204,7 +218,7 @@ def test_a_distributed_map_backfill_counts_a_failed_tick(stack: OfflineStack) ->
         daily("2022-08-01T00:00:00Z", "2022-08-04T00:00:00Z", map_mode="distributed", input={"fail": True}),
     )
 
-    assert summary == {"ticks": 3, "succeeded": 0, "failed": 3, "already_done": 0}
+    assert summary == {"ticks": 3, "succeeded": 0, "failed": 3, "already_done": 0, "map_mode": "distributed"}
     assert attempts(stack, *ticks) == [1, 1, 1]
 
 
@@ -254,7 +268,7 @@ def test_a_distributed_map_backfill_continues_as_new_and_each_history_stays_smal
     first = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
     chain, output = continuation_chain(stack, first, each=history_stays_small)
 
-    assert output == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
+    assert output == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0, "map_mode": "distributed"}
     assert len(chain) == 3
     assert attempts(stack, *days) == [1] * 5
     continued = json.loads(sfn.describe_execution(executionArn=chain[1])["input"])
@@ -281,9 +295,82 @@ def test_a_backfill_passes_after_to_every_tick_and_each_starts_once_its_upstream
 
     summary = backfill(stack, request)
 
-    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0}
+    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0, "map_mode": map_mode}
     days = [stack.wait_for_payload(f"{WORKFLOW}/{first.replace('-01T', f'-0{day}T')}") for day in (1, 2, 3)]
     assert [row["state"] for row in days] == ["SUCCEEDED"] * 3
     for earlier, later in itertools.pairwise(days):
         assert list(later["gate_upstreams"]) == [earlier["payload_id"]]  # `after` reached the tick
         assert later["started_at"] > earlier["finished_at"]
+
+
+def entered_states(stack: OfflineStack, execution_arn: str) -> list[str]:
+    history = stack.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)
+    return [
+        event["stateEnteredEventDetails"]["name"]
+        for event in history["events"]
+        if "stateEnteredEventDetails" in event
+    ]
+
+
+def test_by_default_a_backfill_within_the_inline_limit_runs_inline(stack: OfflineStack) -> None:
+    days = [f"2024-01-0{day}T01:00:00Z" for day in (1, 2, 3)]
+    request = daily("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z", inline_limit=3)
+    execution = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
+    ended = stack.wait_for_execution(execution, timeout=40)
+
+    assert ended["status"] == "SUCCEEDED", ended
+    assert json.loads(ended["output"]) == {
+        "ticks": 3,
+        "succeeded": 3,
+        "failed": 0,
+        "already_done": 0,
+        "map_mode": "inline",
+    }
+    assert attempts(stack, *days) == [1, 1, 1]
+    entered = entered_states(stack, execution)
+    assert {"CountTicks", "RunTicks"} <= set(entered)
+    assert "RunPages" not in entered
+    assert stack.client("stepfunctions").list_map_runs(executionArn=execution)["mapRuns"] == []
+
+
+def test_a_backfill_in_auto_mode_past_the_inline_limit_runs_distributed_and_continues_so(
+    stack: OfflineStack,
+) -> None:
+    # 3 daily ticks against a limit of 2: distributed, 1 a page, 2 pages a read, 1 read an
+    # execution: a chain of 2, the second told "distributed", not the input's "auto" again.
+    days = [f"2024-02-0{day}T01:00:00Z" for day in (1, 2, 3)]
+    request = daily(
+        "2024-02-01T00:00:00Z",
+        "2024-02-04T00:00:00Z",
+        map_mode="auto",
+        inline_limit=2,
+        page_size=1,
+        pages_per_read=2,
+        pages_per_execution=1,
+    )
+    sfn = stack.client("stepfunctions")
+    first = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
+
+    chain, output = continuation_chain(stack, first)
+
+    assert output == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0, "map_mode": "distributed"}
+    assert len(chain) == 2
+    assert attempts(stack, *days) == [1, 1, 1]
+    assert "RunTicks" not in entered_states(stack, first)
+    assert sfn.list_map_runs(executionArn=first)["mapRuns"]
+    continued = json.loads(sfn.describe_execution(executionArn=chain[1])["input"])
+    assert continued["map_mode"] == "distributed"
+    assert "CountTicks" not in entered_states(stack, chain[1])
+
+
+@pytest.mark.parametrize("inline_limit", [-1, 10_001, "ten", 2.5])
+def test_a_backfill_with_an_inline_limit_out_of_bounds_fails(
+    stack: OfflineStack, inline_limit: object
+) -> None:
+    request = daily("2024-03-01T00:00:00Z", "2024-03-02T00:00:00Z", inline_limit=inline_limit)
+    ended = stack.wait_for_execution(
+        stack.start_execution(stack.outputs["BackfillStateMachineArn"], request), timeout=40
+    )
+    assert (ended["status"], ended.get("error")) == ("FAILED", "InvalidRange")
+    assert json.loads(ended["cause"])["errorMessage"].startswith("inline_limit: ")
+    assert attempts(stack, "2024-03-01T01:00:00Z") == [0]

@@ -105,7 +105,13 @@ def test_backfill_run_reports_its_summary_and_a_second_run_starts_nothing(cli: A
     second = cli("backfill", "run", "example-target", *window)
 
     assert first.exit_code == 0, first.output
-    assert json.loads(first.output)["summary"] == {"ticks": 2, "succeeded": 2, "failed": 0, "already_done": 0}
+    assert json.loads(first.output)["summary"] == {
+        "ticks": 2,
+        "succeeded": 2,
+        "failed": 0,
+        "already_done": 0,
+        "map_mode": "inline",
+    }
     assert (json.loads(first.output)["failed_ticks"], json.loads(first.output)["failed_count"]) == ([], 0)
     assert json.loads(plan.output)["totals"] == {"already succeeded": 2}
     assert json.loads(second.output)["summary"] == {
@@ -113,6 +119,7 @@ def test_backfill_run_reports_its_summary_and_a_second_run_starts_nothing(cli: A
         "succeeded": 0,
         "failed": 0,
         "already_done": 2,
+        "map_mode": "inline",
     }
 
 
@@ -220,7 +227,13 @@ def test_backfill_run_follows_the_continuations_to_the_final_summary(cli: Any) -
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert document["name"] == "bf-continued"
-    assert document["summary"] == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0}
+    assert document["summary"] == {
+        "ticks": 5,
+        "succeeded": 5,
+        "failed": 0,
+        "already_done": 0,
+        "map_mode": "inline",
+    }
     assert len(document["chain"]) == 3
     assert document["chain"][0] == document["id"] == document["execution_arn"]
     assert (document["status"], document["failed_count"]) == ("SUCCEEDED", 0)

@@ -229,14 +229,14 @@ def test_a_backfill_with_policy_redrive_redrives_its_failed_ticks(
     flaky.fail(failing)
     flaky.succeed(passing, 1)
     summary = json.loads(stack.wait_for_execution(first, timeout=HANG_GUARD)["output"])
-    assert summary == {"ticks": 2, "succeeded": 1, "failed": 1, "already_done": 0}
+    assert summary == {"ticks": 2, "succeeded": 1, "failed": 1, "already_done": 0, "map_mode": "inline"}
     failed_arn = stack.wait_for_payload(failing)["execution_arn"]
 
     again = stack.start_execution(backfills, {**window, "policy": "redrive"})
     flaky.succeed(failing, 2)  # Work asks again: only the failed state runs
 
     summary = json.loads(stack.wait_for_execution(again, timeout=HANG_GUARD)["output"])
-    assert summary == {"ticks": 2, "succeeded": 1, "failed": 0, "already_done": 1}
+    assert summary == {"ticks": 2, "succeeded": 1, "failed": 0, "already_done": 1, "map_mode": "inline"}
     redriven = stack.wait_for_payload(failing)
     assert (redriven["state"], redriven["attempt"], redriven["redrive_count"]) == ("SUCCEEDED", 1, 1)
     assert [item["executionArn"] for item in executions_of(stack, FLAKY, failing)] == [failed_arn]

@@ -77,3 +77,45 @@ def test_handler_asked_for_pages_ending_on_a_page_boundary_has_no_next(context: 
 def test_handler_refuses_pages_out_of_bounds(context: Any, pages: int) -> None:
     with pytest.raises(InvalidRange, match=r"^pages: "):
         lambda_handler(SEED | {"pages": pages}, context)
+
+
+@pytest.mark.parametrize(
+    ("inline_limit", "map_mode", "counted"),
+    [(3, "inline", 3), (2, "distributed", 3), (0, "distributed", 1), (10_000, "inline", 3)],
+)
+def test_handler_with_an_inline_limit_chooses_the_map_mode_by_the_ticks_counted(
+    context: Any, inline_limit: int, map_mode: str, counted: int
+) -> None:
+    assert lambda_handler(SEED | {"inline_limit": inline_limit}, context) == {
+        "map_mode": map_mode,
+        "counted": counted,
+    }
+
+
+def test_handler_counts_a_long_range_only_one_tick_past_the_limit(context: Any) -> None:
+    a_century_of_minutes = SEED | {"stop": "2122-02-15T00:00Z", "schedule": "* * * * *"}
+    assert lambda_handler(a_century_of_minutes | {"inline_limit": 10_000}, context) == {
+        "map_mode": "distributed",
+        "counted": 10_001,
+    }
+
+
+def test_handler_counts_the_ticks_after_its_cursor(context: Any) -> None:
+    first = lambda_handler(SEED | {"page_size": 2}, context)
+    assert lambda_handler(SEED | {"inline_limit": 1, "cursor": first["next"]}, context) == {
+        "map_mode": "inline",
+        "counted": 1,
+    }
+
+
+@pytest.mark.parametrize("inline_limit", [-1, 10_001, 2.5, "100", True])
+def test_handler_refuses_an_inline_limit_that_is_not_a_count_in_bounds(
+    context: Any, inline_limit: object
+) -> None:
+    with pytest.raises(InvalidRange, match=r"^inline_limit: "):
+        lambda_handler(SEED | {"inline_limit": inline_limit}, context)
+
+
+def test_handler_refuses_pages_and_an_inline_limit_together(context: Any) -> None:
+    with pytest.raises(InvalidRange, match=r"^inline_limit: .*pages or a map mode"):
+        lambda_handler(SEED | {"pages": 2, "inline_limit": 5}, context)

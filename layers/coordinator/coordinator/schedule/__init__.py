@@ -30,20 +30,27 @@ from coordinator.schedule.expressions import (
 from coordinator.schedule.instants import DstFold, DstGap, Order, zone_of
 from coordinator.schedule.interval import data_interval, scheduler_instants, ticks_between
 from coordinator.schedule.range_request import (
+    DEFAULT_INLINE_LIMIT,
     DEFAULT_PAGE_SIZE,
+    MAX_INLINE_LIMIT,
     MAX_PAGE_SIZE,
+    MapMode,
+    MapModeOfRange,
     PageCursors,
     RangePage,
     RangeRequest,
+    map_mode_of,
     page_cursors,
     range_page,
     ticks,
 )
 
 __all__ = [
+    "DEFAULT_INLINE_LIMIT",
     "DEFAULT_PAGE_SIZE",
     "FIRST_YEAR",
     "LAST_YEAR",
+    "MAX_INLINE_LIMIT",
     "MAX_PAGE_SIZE",
     "CronSchedule",
     "DstFold",
@@ -52,6 +59,8 @@ __all__ = [
     "InvalidRange",
     "InvalidSchedule",
     "InvalidTimezone",
+    "MapMode",
+    "MapModeOfRange",
     "Order",
     "PageCursors",
     "RangePage",
@@ -61,6 +70,7 @@ __all__ = [
     "Schedule",
     "compile_schedule",
     "data_interval",
+    "map_mode_of",
     "page_cursors",
     "range_page",
     "scheduler_instants",

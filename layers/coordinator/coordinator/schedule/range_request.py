@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from itertools import islice
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -59,12 +60,17 @@ MAX_PAGE_SIZE: Final = 5_000
 # A request for page cursors walks `pages` pages: at most 40 x 5,000 = 200,000 ticks, a few
 # seconds of the range function, and 40 cursors of under 100 bytes each.
 MAX_PAGES: Final = 40
+# A backfill in map_mode "auto" runs inline when its range has at most `inline_limit` ticks,
+# counted up to one past the limit: at most 10,001 ticks, well under a second of the function.
+DEFAULT_INLINE_LIMIT: Final = 1_000
+MAX_INLINE_LIMIT: Final = 10_000
 
 
 class RangeRequest(BaseModel):
     """What the range function is asked: `{start, stop, schedule, timezone, dst_gap, dst_fold,
-    order, page_size, cursor, pages}`; with `pages`, the cursors of that many pages instead of
-    one page's ticks (`page_cursors`).
+    order, page_size, cursor, pages, inline_limit}`; with `pages`, the cursors of that many
+    pages instead of one page's ticks (`page_cursors`); with `inline_limit`, which map mode a
+    backfill of the range runs in (`map_mode_of`).
 
     `start`/`stop` are ISO-8601. With an offset or `Z` they are instants; without one they are
     wall-clock times in `timezone`, read as zoneinfo does (fold=0: the first of a repeated
@@ -84,6 +90,7 @@ class RangeRequest(BaseModel):
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = None
     pages: int | None = Field(default=None, ge=1, le=MAX_PAGES)
+    inline_limit: int | None = Field(default=None, ge=0, le=MAX_INLINE_LIMIT, strict=True)
 
     @field_validator("start", "stop", mode="before")
     @classmethod
@@ -118,6 +125,10 @@ class RangeRequest(BaseModel):
                 raise InvalidRange(field, f"must lie within {FIRST_YEAR}-{LAST_YEAR}")
         if stop <= first:
             raise InvalidRange("stop", "must be after start (start is inclusive, stop exclusive)")
+        if self.pages is not None and self.inline_limit is not None:
+            raise InvalidRange(
+                "inline_limit", "asks for a map mode; a request asks for pages or a map mode, not both"
+            )
         _cursor_tick(self)  # a bad cursor fails here, with the rest of the request, not mid-page
         return self
 
@@ -247,6 +258,35 @@ def page_cursors(request: RangeRequest) -> PageCursors:
         cursor = _write_cursor(tick_text(page[-1]), request.fingerprint)
     more = next(walked, None) is not None
     return PageCursors(cursors=cursors, next=cursor if more else None, count=count)
+
+
+class MapMode(StrEnum):
+    """How a backfill runs its ticks (backfill.asl.json's `map_mode`)."""
+
+    INLINE = "inline"  # an inline Map in the backfill's own execution: at most 40 at once
+    DISTRIBUTED = "distributed"  # Distributed Maps of child executions: up to 10,000 at once
+    AUTO = "auto"  # inline up to `inline_limit` ticks, distributed past it
+
+
+class MapModeOfRange(BaseModel):
+    """What the range function returns for `inline_limit`: `{map_mode, counted}`.
+
+    `counted` is the ticks counted (after the cursor, if any), at most `inline_limit + 1`: the
+    range has exactly that many when it is at most the limit, more than the limit otherwise.
+    """
+
+    map_mode: MapMode
+    counted: int
+
+
+def map_mode_of(request: RangeRequest) -> MapModeOfRange:
+    """Inline for a range of at most `request.inline_limit` ticks, distributed past it; the
+    range is walked only one tick past the limit, whatever its span."""
+    limit = request.inline_limit if request.inline_limit is not None else DEFAULT_INLINE_LIMIT
+    counted = sum(1 for _ in islice(_request_instants(request), limit + 1))
+    return MapModeOfRange(
+        map_mode=MapMode.INLINE if counted <= limit else MapMode.DISTRIBUTED, counted=counted
+    )
 
 
 def ticks(request: RangeRequest) -> Iterator[datetime]:
