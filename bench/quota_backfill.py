@@ -20,6 +20,7 @@ from bench.quota_model import (
     STATES_LATENCY,
     TokenBucket,
 )
+from coordinator.schedule import MapMode
 
 
 @dataclass(frozen=True)
@@ -50,30 +51,51 @@ class PagedBackfill:
 
 
 def backfill_defaults() -> dict[str, Any]:
-    """backfill.asl.json's defaults for map_mode "distributed" (its Defaults state)."""
+    """backfill.asl.json's defaults (its Defaults state): `distributed` holds the ones a
+    Distributed Map backfill takes over the rest."""
     from coordinator_tools.kit.template import state_machine_definitions
 
     definition = json.loads(state_machine_definitions()["BackfillStateMachine"]["text"])
-    defaults = dict(definition["States"]["Defaults"]["Result"])
-    return {**defaults, **defaults["distributed"]}
+    return dict(definition["States"]["Defaults"]["Result"])
 
 
-def deployed_backfill(**changes: Any) -> BackfillSetup:
-    """The backfill template.yaml deploys in map_mode "distributed", with its defaults."""
+def mode_that_runs(defaults: dict[str, Any], ticks: int) -> MapMode:
+    """The map mode a backfill of `ticks` runs in with these defaults: "auto" runs inline up to
+    `inline_limit` ticks and distributed past it (the range function's `map_mode_of`)."""
+    mode = MapMode(defaults["map_mode"])
+    if mode is not MapMode.AUTO:
+        return mode
+    return MapMode.INLINE if ticks <= int(defaults["inline_limit"]) else MapMode.DISTRIBUTED
+
+
+def deployed_backfill(ticks: int = 1_000_000, **changes: Any) -> BackfillSetup:
+    """A backfill of `ticks` as template.yaml deploys it: the request leaves every option to the
+    state machine's defaults, `map_mode` included (a distributed backfill's `changes` replace
+    its page settings)."""
     defaults = backfill_defaults()
+    mode = mode_that_runs(defaults, ticks)
+    chosen = f"map_mode {defaults['map_mode']}" + (
+        f" ({ticks:,} ticks, inline_limit {int(defaults['inline_limit']):,}: {mode})"
+        if defaults["map_mode"] == MapMode.AUTO
+        else ""
+    )
+    if mode is MapMode.INLINE:
+        at_once = min(int(defaults["max_concurrency"]), INLINE_MAP_CONCURRENCY)
+        return BackfillSetup(f"{chosen}, MaxConcurrency {at_once}", ticks=ticks, concurrency=at_once)
+    distributed = defaults | defaults["distributed"]
     paged = PagedBackfill(
-        page_size=int(defaults["page_size"]),
-        max_concurrency=int(defaults["max_concurrency"]),
-        pages_at_once=int(defaults["pages_at_once"]),
-        pages_per_read=int(defaults["pages_per_read"]),
+        page_size=int(distributed["page_size"]),
+        max_concurrency=int(distributed["max_concurrency"]),
+        pages_at_once=int(distributed["pages_at_once"]),
+        pages_per_read=int(distributed["pages_per_read"]),
     )
     paged = replace(paged, **changes)
     at_once = paged.pages_at_once * min(paged.max_concurrency, paged.page_size)
     label = (
-        f"map_mode distributed, its defaults: {paged.pages_at_once} pages of {paged.page_size:,} at once, "
+        f"{chosen}, its defaults: {paged.pages_at_once} pages of {paged.page_size:,} at once, "
         f"MaxConcurrency {paged.max_concurrency:,} ({at_once:,} ticks)"
     )
-    return BackfillSetup(label, concurrency=at_once, pages=paged)
+    return BackfillSetup(label, ticks=ticks, concurrency=at_once, pages=paged)
 
 
 def simulate_backfill(setup: BackfillSetup) -> dict[str, object]:
@@ -219,7 +241,8 @@ def simulate_paged_backfill(setup: BackfillSetup, paged: PagedBackfill) -> dict[
 
 
 def backfills() -> list[BackfillSetup]:
-    """As deployed (map_mode "distributed", its defaults), then today's inline Map and the
+    """As deployed (the state machine's defaults: map_mode "auto", distributed for a million
+    ticks), then today's inline Map and the
     unpaged pools docs/scaling.md discusses."""
     return [deployed_backfill(), *BACKFILLS]
 

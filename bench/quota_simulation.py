@@ -175,8 +175,10 @@ def main(argv: list[str]) -> Report:
             ),
             "**A backfill of 1,000,000 ticks**",
             prose(
-                f"""As deployed is backfill.asl.json's map_mode "distributed" with the defaults
-                its Defaults state sets: each read walks the cursors of its pages
+                f"""As deployed is a request that leaves every option to backfill.asl.json's
+                Defaults state: map_mode "auto", which counts the ticks and, past its
+                inline_limit, runs distributed with the distributed defaults: each read walks
+                the cursors of its pages
                 ({RANGE_SECONDS_PER_TICK * 1e6:.0f} µs a tick, bench.backfill_scaling), each page
                 ends with its last tick and frees its place for the next page of the read, the
                 next read starts when the last page of this one ends. The other rows are one

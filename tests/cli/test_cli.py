@@ -367,6 +367,67 @@ def test_backfill_run_input_that_is_not_json_is_bad_input(offline: dict[str, Any
     assert result.output.startswith("error: --input is not JSON")
 
 
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [
+        ([], {"map_mode": "auto"}),
+        (
+            ["--map-mode", "distributed", "--max-concurrency", "5000"],
+            {"map_mode": "distributed", "max_concurrency": 5000},
+        ),
+        (
+            ["--inline-limit", "0", "--page-size", "5000"],
+            {"map_mode": "auto", "inline_limit": 0, "page_size": 5000},
+        ),
+    ],
+)
+def test_backfill_run_sends_the_map_mode_and_only_the_bounds_given(
+    offline: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Any,
+    options: list[str],
+    sent: dict[str, Any],
+) -> None:
+    started: list[dict[str, Any]] = []
+
+    def start(_target: Any, request: dict[str, Any], _name: str) -> str:
+        started.append(request)
+        return a_backfill().id
+
+    def interrupted(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backfills, "start", start)
+    monkeypatch.setattr(backfills.Tracker, "of", lambda *_: None)
+    monkeypatch.setattr(cli_module.backfill, "follow_backfill", interrupted)
+
+    result = cli("backfill", "run", "ingest", *ONE_DAY, *options)
+
+    assert result.exit_code == ExitCode.STILL_RUNNING, result.output
+    [request] = started
+    chosen = {"map_mode", "inline_limit", "max_concurrency", "page_size", "pages_per_execution"}
+    assert {key: value for key, value in request.items() if key in chosen} == sent
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--map-mode", "sideways"],
+        ["--inline-limit", "10001"],
+        ["--max-concurrency", "10001"],
+        ["--page-size", "5001"],
+    ],
+)
+def test_backfill_run_refuses_a_map_mode_or_bound_out_of_range(
+    offline: dict[str, Any], monkeypatch: pytest.MonkeyPatch, cli: Any, options: list[str]
+) -> None:
+    monkeypatch.setattr(backfills, "start", lambda *_: pytest.fail("started"))
+
+    result = cli("backfill", "run", "ingest", *ONE_DAY, *options)
+
+    assert result.exit_code == ExitCode.USAGE, result.output
+
+
 def _written(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
     return path

@@ -162,11 +162,40 @@ def test_backfill_runs_every_tick_and_reports_them_done(coordinator: Coordinator
         assert coordinator.status(f"{WORKFLOW}/{tick}")["state"] == "SUCCEEDED"
 
 
-def test_a_bad_backfill_range_is_refused_before_starting(coordinator: Coordinator) -> None:
-    with pytest.raises(ValueError, match="policy"):
-        coordinator.backfill(
-            WORKFLOW, schedule="0 1 * * *", start="2021-06-01", stop="2021-06-02", policy="x"
-        )
+def test_a_backfill_past_its_inline_limit_runs_distributed_with_the_state_machines_defaults(
+    coordinator: Coordinator, stack: OfflineStack
+) -> None:
+    backfill_id = coordinator.backfill(
+        WORKFLOW,
+        schedule="0 1 * * *",
+        start="2021-07-01T00:00:00Z",
+        stop="2021-07-03T00:00:00Z",
+        inline_limit=1,
+    )
+
+    assert _eventually(lambda: not coordinator.backfill_status(backfill_id).running)
+    backfill = coordinator.backfill_status(backfill_id)
+    assert backfill.status == "SUCCEEDED", backfill
+    assert backfill.summary is not None
+    assert (backfill.summary["map_mode"], backfill.done) == ("distributed", 2)
+    # Nothing the caller left unset is sent: the distributed defaults apply, not the inline ones.
+    assert backfill.request["map_mode"] == "auto"
+    assert not {"max_concurrency", "page_size", "pages_per_execution"} & set(backfill.request)
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [
+        ({"policy": "x"}, "policy"),
+        ({"map_mode": "sideways"}, "map_mode"),
+        ({"inline_limit": 10_001}, "inline_limit"),
+    ],
+)
+def test_a_bad_backfill_request_is_refused_before_starting(
+    coordinator: Coordinator, change: dict[str, Any], refused: str
+) -> None:
+    with pytest.raises(ValueError, match=refused):
+        coordinator.backfill(WORKFLOW, schedule="0 1 * * *", start="2021-06-01", stop="2021-06-02", **change)
 
 
 def test_a_missing_stack_is_a_target_error(stack: OfflineStack) -> None:

@@ -46,9 +46,10 @@ def test_a_move_concurrency_out_of_bounds_is_rejected(value: str) -> None:
         Settings.model_validate({"TABLE_NAME": "t", "SETTLE_MOVE_CONCURRENCY": value})
 
 
-def test_the_deployed_backfill_is_the_distributed_map_with_the_asl_defaults() -> None:
+def test_the_deployed_million_tick_backfill_is_auto_run_distributed_with_the_asl_defaults() -> None:
     definition = json.loads(state_machine_definitions()["BackfillStateMachine"]["text"])
     defaults = definition["States"]["Defaults"]["Result"]
+    assert (defaults["map_mode"], defaults["inline_limit"]) == ("auto", 1_000)
 
     setup = deployed_backfill()
 
@@ -59,6 +60,15 @@ def test_the_deployed_backfill_is_the_distributed_map_with_the_asl_defaults() ->
         pages_per_read=defaults["pages_per_read"],
     )
     assert setup.concurrency == setup.pages.pages_at_once * setup.pages.max_concurrency <= 10_000
+    assert setup.label.startswith("map_mode auto (1,000,000 ticks, inline_limit 1,000: distributed)")
+
+
+def test_a_deployed_backfill_within_the_inline_limit_runs_inline() -> None:
+    setup = deployed_backfill(ticks=1_000)
+
+    assert (setup.pages, setup.concurrency, setup.ticks) == (None, 10, 1_000)
+    assert setup.label == "map_mode auto (1,000 ticks, inline_limit 1,000: inline), MaxConcurrency 10"
+    assert deployed_backfill(ticks=1_001).pages is not None
 
 
 def test_a_page_ends_with_its_last_tick_before_the_next_page_starts() -> None:

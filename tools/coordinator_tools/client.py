@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from coordinator.messages import Callback, ProcessMessage, TickSchedule
+from coordinator.schedule import MAX_INLINE_LIMIT, MapMode
 from coordinator.states import ACTIVE, FINAL
 from coordinator_tools import backfills, inspection, sending
 from coordinator_tools.inspection import NotFound, Policy
@@ -144,20 +145,30 @@ class Coordinator:
         timezone: str = "UTC",
         policy: Policy | str = Policy.MISSING,
         input: dict[str, Any] | None = None,
-        max_concurrency: int = 10,
+        map_mode: MapMode | str = MapMode.AUTO,
+        inline_limit: int | None = None,
+        max_concurrency: int | None = None,
         newest_first: bool = False,
-        page_size: int = 50,
-        pages_per_execution: int = 20,
+        page_size: int | None = None,
+        pages_per_execution: int | None = None,
         name: str | None = None,
     ) -> str:
         """Start a backfill of the schedule's ticks in [start, stop); its id (the first
-        execution's ARN), for `backfill_status`."""
+        execution's ARN), for `backfill_status`.
+
+        `map_mode` "auto" runs inline up to `inline_limit` ticks and distributed past it. What
+        is left None takes the state machine's default for the mode that runs (inline: 10 at
+        once, pages of 50, 20 an execution; distributed: 1,000 at once, pages of 5,000, 50)."""
         if policy not in set(Policy):
             raise ValueError(f"policy is {', '.join(Policy)}")
+        if map_mode not in set(MapMode):
+            raise ValueError(f"map_mode is {', '.join(MapMode)}")
+        if inline_limit is not None and not 0 <= inline_limit <= MAX_INLINE_LIMIT:
+            raise ValueError(f"inline_limit is 0..{MAX_INLINE_LIMIT:,}")
         inspection.tick_count(
             schedule=schedule, start=start, stop=stop, timezone=timezone
         )  # checks the range
-        request = {
+        request: dict[str, Any] = {
             "workflow": workflow,
             "input": input or {},
             "start": start,
@@ -165,11 +176,16 @@ class Coordinator:
             "schedule": schedule,
             "timezone": timezone,
             "policy": str(policy),
-            "max_concurrency": max_concurrency,
+            "map_mode": str(map_mode),
             "order": "desc" if newest_first else "asc",
+        }
+        chosen = {
+            "inline_limit": inline_limit,
+            "max_concurrency": max_concurrency,
             "page_size": page_size,
             "pages_per_execution": pages_per_execution,
         }
+        request |= {key: value for key, value in chosen.items() if value is not None}
         return backfills.start(self.target, request, name or f"backfill-{workflow}-{uuid.uuid4().hex[:12]}")
 
     def backfill_status(self, backfill_id: str) -> backfills.Backfill:

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from coordinator.identity import execution_name_of
+from coordinator.schedule import MAX_INLINE_LIMIT, MAX_PAGE_SIZE, MapMode
 from coordinator.states import State
 from coordinator_tools import backfills, inspection
 from coordinator_tools.cli.common import (
@@ -95,18 +96,49 @@ def backfill_run(
     input_json: Annotated[
         str, typer.Option("--input", help="JSON input of every tick's run, or @file.json")
     ] = "{}",
-    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, max=1000)] = 10,
+    map_mode: Annotated[
+        MapMode,
+        typer.Option(
+            "--map-mode",
+            help="auto (inline up to --inline-limit ticks, distributed past it), inline or distributed",
+        ),
+    ] = MapMode.AUTO,
+    inline_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--inline-limit", min=0, max=MAX_INLINE_LIMIT, help="Most ticks auto runs inline (default 1,000)"
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            min=1,
+            max=10_000,
+            help="Ticks at once (default 10 inline; distributed, 1,000 a page)",
+        ),
+    ] = None,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to follow it")] = 3600,
     newest_first: Annotated[
         bool, typer.Option("--newest-first", help="Run the latest ticks first (order desc)")
     ] = False,
     page_size: Annotated[
-        int, typer.Option("--page-size", min=1, max=1000, help="Ticks a page (one Map state)")
-    ] = 50,
+        int | None,
+        typer.Option(
+            "--page-size",
+            min=1,
+            max=MAX_PAGE_SIZE,
+            help="Ticks a page (one Map state; default 50 inline, 5,000)",
+        ),
+    ] = None,
     pages_per_execution: Annotated[
-        int,
-        typer.Option("--pages-per-execution", min=1, help="Pages before it continues as a new execution"),
-    ] = 20,
+        int | None,
+        typer.Option(
+            "--pages-per-execution",
+            min=1,
+            help="Pages before it continues as a new execution (default 20 inline, 50)",
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Its first execution's name, the backfill's id (default: random)"),
@@ -128,6 +160,8 @@ def backfill_run(
         timezone=timezone,
         policy=policy,
         input=run_input,
+        map_mode=map_mode,
+        inline_limit=inline_limit,
         max_concurrency=max_concurrency,
         newest_first=newest_first,
         page_size=page_size,
