@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from coordinator.gate import Heard, hear
 from coordinator.identity import token_digest
-from coordinator.observability import Metric, logger, metrics
+from coordinator.observability import Metric, in_current_trace, logger, metrics
 from coordinator.rejection import CLOSED_TOKEN, MAX_CAUSE
 from coordinator.services import Services
 from coordinator.settle import error_cause
@@ -120,6 +120,7 @@ class ConcurrentBatchProcessor(BatchProcessor):
             return super().process()
         results: list[Any] = [None] * len(self.records)
 
+        @in_current_trace  # each group's calls traced in the handler's subsegment
         def handle_group(indexes: list[int]) -> None:
             for index in indexes:
                 results[index] = self._process_record(self.records[index])

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from coordinator.observability import Metric, logger, metrics
+from coordinator.observability import Metric, in_current_trace, logger, metrics
 from coordinator.services import Services
 from coordinator.states import InvalidCause, State
 from coordinator.table import Outcome, PayloadState, Run
@@ -160,6 +160,7 @@ def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: da
     workers = services.settings.move_concurrency
     moved = 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="settle-move") if workers > 1 else None
+    move = in_current_trace(table.move_waiter)  # traced in the entity current here (the handler's)
     try:
         for page in table.waiting_pages(payload_id):
             run = page.run
@@ -179,7 +180,7 @@ def _move_waiters(services: Services, payload_id: str, outcome: Outcome, now: da
             if pool is None:
                 moved += sum(table.move_waiter(payload_id, sk, outcome, now) for sk in page.waiters)
                 continue
-            futures = [pool.submit(table.move_waiter, payload_id, sk, outcome, now) for sk in page.waiters]
+            futures = [pool.submit(move, payload_id, sk, outcome, now) for sk in page.waiters]
             try:
                 moved += sum(future.result() for future in futures)
             except BaseException:
