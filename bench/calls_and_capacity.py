@@ -131,6 +131,15 @@ def main(argv: list[str]) -> Report:
                 ],
                 body,
             ),
+            "Redrive's two paths are counted in `tests/functional/test_call_counts.py` (and the crash "
+            "sweep's `CALLS`): `rerun: \"redrive\"` is a refused claim, DescribeExecution, the redrive's "
+            "claim (UpdateItem) and RedriveExecution, + PutItem with a waiter; a waiter arriving during a "
+            "redrive the row has not heard of is its put, a refused claim, DescribeExecution and the "
+            "reopening to PROCESSING. Each added call is the minimum for what it decides: whether an "
+            "execution was redriven is known only to Step Functions (or to its event, which may not have "
+            "arrived), and a state machine's type only to DescribeStateMachine. The hot paths (a new "
+            "payload in a warm container, a waiter on a running or finished payload, the dispatcher) "
+            "are the README's.",
             "Where the capacity goes:",
             "- Every WAITING waiter and every CLAIMED/PROCESSING STATE row is also an entry of the sparse "
             "`by_pending` index, so registering a waiter, claiming, moving a waiter and finalizing each cost "
@@ -149,7 +158,7 @@ def main(argv: list[str]) -> Report:
     mismatched = [str(b[0]) for b in body if b[3] != "yes"]
     report.rows.append(
         Row(
-            "AWS calls per operation (20 paths) vs protocol minimum",
+            f"AWS calls per operation ({len(CASES)} paths) vs protocol minimum",
             COMMAND,
             f"{len(body) - len(mismatched)}/{len(body)} paths equal"
             + (f"; differ: {', '.join(mismatched)}" if mismatched else ""),

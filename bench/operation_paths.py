@@ -75,12 +75,25 @@ def detail(services: Services, arn: str, status: str) -> ExecutionStatusDetail:
 # -- process -------------------------------------------------------------------------------------
 
 
+def warm(services: Services) -> None:
+    """A container that has processed a message of the workflow before: it knows the state
+    machine is STANDARD (process asks DescribeStateMachine once per workflow and container)."""
+    process_request(services, request("p-warm-up"), request_id="m0")
+
+
+def first_message(services: Services, meter: Meter) -> None:
+    meter.reset()
+    process_request(services, request("p-first"), request_id="m1")
+
+
 def new_payload(services: Services, meter: Meter) -> None:
+    warm(services)
     meter.reset()
     process_request(services, request("p-new"), request_id="m1")
 
 
 def new_payload_with_waiter(services: Services, meter: Meter) -> None:
+    warm(services)
     meter.reset()
     process_request(services, request("p-new-w", new_token()), request_id="m1")
 
@@ -253,6 +266,13 @@ CASES = [
         new_payload_with_waiter,
     ),
     Case(
+        "process: a container's first message for a workflow",
+        Counter(DescribeStateMachine=1, UpdateItem=1, StartExecution=1),
+        "+ DescribeStateMachine: an EXPRESS state machine is refused (it emits no status events); "
+        "its type is remembered for the container's life",
+        first_message,
+    ),
+    Case(
         "process: waiter on a running payload", Counter(PutItem=1, UpdateItem=1), "README", waiter_on_running
     ),
     Case(
@@ -281,13 +301,19 @@ CASES = [
     ),
     Case(
         "process: retry of a FAILED payload",
-        Counter(UpdateItem=2, StartExecution=1),
-        "as re-run",
+        Counter(UpdateItem=2, StartExecution=1, DescribeExecution=1),
+        "as re-run, + DescribeExecution: a redrive under way (known only to Step Functions) is applied first",
         rerun_failed,
     ),
     Case("update-state: final, 0 waiters", Counter(UpdateItem=1, Query=1), "README", final_status(0)),
     Case("update-state: final, 3 waiters", Counter(UpdateItem=4, Query=1), "README", final_status(3)),
-    Case("update-state: final, 250 waiters", Counter(UpdateItem=251, Query=3), "README", final_status(250)),
+    Case(
+        "update-state: final, 250 waiters",
+        Counter(UpdateItem=251, Query=3, GetItem=2),
+        "README, + GetItem a page after the first: is the settled run still the row's "
+        "(a redrive may have reopened it)?",
+        final_status(250),
+    ),
     Case(
         "update-state: duplicate final event, 250 moved waiters",
         Counter(UpdateItem=1, Query=3),
@@ -323,14 +349,15 @@ CASES = [
     ),
     Case(
         "reconcile: PROCESSING, final event lost (3 waiters)",
-        Counter(Query=SHARD_QUERIES + 1, DescribeExecution=1, UpdateItem=4),
-        "Describe, then settle as update-state would",
+        Counter(Query=SHARD_QUERIES + 1, DescribeExecution=1, GetItem=1, UpdateItem=4),
+        "Describe, re-read STATE (the index row lacks the redrive count), then settle as update-state would",
         reconcile_lost_final_event,
     ),
     Case(
         "reconcile: PROCESSING, still running",
-        Counter(Query=SHARD_QUERIES, DescribeExecution=1, UpdateItem=1),
-        "Describe, then send the row to the back (touch)",
+        Counter(Query=SHARD_QUERIES, DescribeExecution=1, GetItem=1, UpdateItem=1),
+        "Describe, re-read STATE (the index row lacks the redrive count), "
+        "then send the row to the back (touch)",
         reconcile_still_running,
     ),
     Case(

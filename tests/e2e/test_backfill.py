@@ -39,12 +39,29 @@ def daily(start: str, stop: str, **options: Any) -> dict[str, Any]:
     }
 
 
-def backfill(stack: OfflineStack, request: dict[str, Any]) -> dict[str, Any]:
-    ended = stack.wait_for_execution(
-        stack.start_execution(stack.outputs["BackfillStateMachineArn"], request), timeout=40
-    )
+def counted(
+    ticks: int, *, succeeded: int = 0, failed: int = 0, already_done: int = 0, map_mode: str = "inline"
+) -> dict[str, Any]:
+    """A backfill's output: its counts, and the map mode that ran."""
+    return {
+        "ticks": ticks,
+        "succeeded": succeeded,
+        "failed": failed,
+        "already_done": already_done,
+        "map_mode": map_mode,
+    }
+
+
+def run_backfill(stack: OfflineStack, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A backfill run to success: its execution and its output."""
+    execution = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
+    ended = stack.wait_for_execution(execution, timeout=40)
     assert ended["status"] == "SUCCEEDED", ended
-    return dict(json.loads(ended["output"]))
+    return execution, dict(json.loads(ended["output"]))
+
+
+def backfill(stack: OfflineStack, request: dict[str, Any]) -> dict[str, Any]:
+    return run_backfill(stack, request)[1]
 
 
 def attempts(stack: OfflineStack, *ticks: str) -> list[int]:
@@ -81,13 +98,7 @@ def first_february_backfill(stack: OfflineStack) -> dict[str, Any]:
 def test_three_day_daily_backfill_starts_three_executions(
     stack: OfflineStack, first_february_backfill: dict[str, Any]
 ) -> None:
-    assert first_february_backfill == {
-        "ticks": 3,
-        "succeeded": 3,
-        "failed": 0,
-        "already_done": 0,
-        "map_mode": "inline",
-    }
+    assert first_february_backfill == counted(3, succeeded=3)
     assert attempts(stack, *FEBRUARY) == [1, 1, 1]
 
 
@@ -96,7 +107,7 @@ def test_same_backfill_again_starts_none_and_reports_three_already_done(
 ) -> None:
     summary = backfill(stack, daily("2022-02-15T00:00:00Z", "2022-02-18T00:00:00Z"))
 
-    assert summary == {"ticks": 3, "succeeded": 0, "failed": 0, "already_done": 3, "map_mode": "inline"}
+    assert summary == counted(3, already_done=3)
     assert attempts(stack, *FEBRUARY) == [1, 1, 1]
 
 
@@ -108,7 +119,7 @@ def test_policy_missing_reruns_only_the_failed_tick(stack: OfflineStack) -> None
 
     summary = backfill(stack, daily("2022-03-01T00:00:00Z", "2022-03-04T00:00:00Z", policy="missing"))
 
-    assert summary == {"ticks": 3, "succeeded": 1, "failed": 0, "already_done": 2, "map_mode": "inline"}
+    assert summary == counted(3, succeeded=1, already_done=2)
     assert attempts(stack, *MARCH) == [1, 2, 1]
     assert stack.payload_state(f"{WORKFLOW}/{MARCH[1]}")["state"] == "SUCCEEDED"
 
@@ -118,7 +129,7 @@ def test_policy_all_reruns_every_tick(stack: OfflineStack) -> None:
 
     summary = backfill(stack, daily("2022-04-01T00:00:00Z", "2022-04-04T00:00:00Z", policy="all"))
 
-    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0, "map_mode": "inline"}
+    assert summary == counted(3, succeeded=3)
     assert attempts(stack, *APRIL) == [2, 2, 2]
 
 
@@ -131,7 +142,7 @@ def test_a_backfilled_tick_knows_its_data_interval_across_the_spring_forward(sta
     )
 
     # The 30th has no 02:30 in Stockholm: one tick, whose interval starts on the 29th.
-    assert summary == {"ticks": 1, "succeeded": 1, "failed": 0, "already_done": 0, "map_mode": "inline"}
+    assert summary == counted(1, succeeded=1)
     [execution] = executions_of(stack, WORKFLOW, f"{WORKFLOW}/2025-03-31T00:30:00Z")
     described = stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
     block = json.loads(described["input"])["coordinator"]
@@ -159,7 +170,7 @@ def test_a_backfill_longer_than_one_execution_continues_as_new_and_the_last_one_
 
     chain, output = continuation_chain(stack, first)
 
-    assert output == {"ticks": 7, "succeeded": 7, "failed": 0, "already_done": 0, "map_mode": "inline"}
+    assert output == counted(7, succeeded=7)
     assert len(chain) == 4
     hours = [f"2022-06-01T0{hour}:00:00Z" for hour in range(7)]
     assert attempts(stack, *hours) == [1] * 7
@@ -188,25 +199,14 @@ def test_a_distributed_map_backfill_runs_each_page_and_tick_as_a_child_execution
         max_concurrency=2,
         input={"fail": False},
     )
-    execution = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
-    ended = stack.wait_for_execution(execution, timeout=40)
+    execution, output = run_backfill(stack, request)
 
-    assert ended["status"] == "SUCCEEDED", ended
-    assert json.loads(ended["output"]) == {
-        "ticks": 7,
-        "succeeded": 6,
-        "failed": 0,
-        "already_done": 1,
-        "map_mode": "distributed",
-    }
+    assert output == counted(7, succeeded=6, already_done=1, map_mode="distributed")
     assert attempts(stack, *JULY) == [1, 1, 1, 2, 1, 1, 1]
     sfn = stack.client("stepfunctions")
     # A Map Run for each read (2) and for each page (4): the pages' and ticks' own histories.
     assert len(sfn.list_map_runs(executionArn=execution)["mapRuns"]) == 6
-    history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
-    entered = [
-        event["stateEnteredEventDetails"]["name"] for event in history if "stateEnteredEventDetails" in event
-    ]
+    entered = entered_states(stack, execution)
     assert entered.count("RunPages") == 2
     assert not {"ReadPageTicks", "RunPageTicks", "RunTick"} & set(entered)
 
@@ -218,7 +218,7 @@ def test_a_distributed_map_backfill_counts_a_failed_tick(stack: OfflineStack) ->
         daily("2022-08-01T00:00:00Z", "2022-08-04T00:00:00Z", map_mode="distributed", input={"fail": True}),
     )
 
-    assert summary == {"ticks": 3, "succeeded": 0, "failed": 3, "already_done": 0, "map_mode": "distributed"}
+    assert summary == counted(3, failed=3, map_mode="distributed")
     assert attempts(stack, *ticks) == [1, 1, 1]
 
 
@@ -268,7 +268,7 @@ def test_a_distributed_map_backfill_continues_as_new_and_each_history_stays_smal
     first = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
     chain, output = continuation_chain(stack, first, each=history_stays_small)
 
-    assert output == {"ticks": 5, "succeeded": 5, "failed": 0, "already_done": 0, "map_mode": "distributed"}
+    assert output == counted(5, succeeded=5, map_mode="distributed")
     assert len(chain) == 3
     assert attempts(stack, *days) == [1] * 5
     continued = json.loads(sfn.describe_execution(executionArn=chain[1])["input"])
@@ -295,7 +295,7 @@ def test_a_backfill_passes_after_to_every_tick_and_each_starts_once_its_upstream
 
     summary = backfill(stack, request)
 
-    assert summary == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0, "map_mode": map_mode}
+    assert summary == counted(3, succeeded=3, map_mode=map_mode)
     days = [stack.wait_for_payload(f"{WORKFLOW}/{first.replace('-01T', f'-0{day}T')}") for day in (1, 2, 3)]
     assert [row["state"] for row in days] == ["SUCCEEDED"] * 3
     for earlier, later in itertools.pairwise(days):
@@ -315,17 +315,9 @@ def entered_states(stack: OfflineStack, execution_arn: str) -> list[str]:
 def test_by_default_a_backfill_within_the_inline_limit_runs_inline(stack: OfflineStack) -> None:
     days = [f"2024-01-0{day}T01:00:00Z" for day in (1, 2, 3)]
     request = daily("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z", inline_limit=3)
-    execution = stack.start_execution(stack.outputs["BackfillStateMachineArn"], request)
-    ended = stack.wait_for_execution(execution, timeout=40)
+    execution, output = run_backfill(stack, request)
 
-    assert ended["status"] == "SUCCEEDED", ended
-    assert json.loads(ended["output"]) == {
-        "ticks": 3,
-        "succeeded": 3,
-        "failed": 0,
-        "already_done": 0,
-        "map_mode": "inline",
-    }
+    assert output == counted(3, succeeded=3)
     assert attempts(stack, *days) == [1, 1, 1]
     entered = entered_states(stack, execution)
     assert {"CountTicks", "RunTicks"} <= set(entered)
@@ -353,7 +345,7 @@ def test_a_backfill_in_auto_mode_past_the_inline_limit_runs_distributed_and_cont
 
     chain, output = continuation_chain(stack, first)
 
-    assert output == {"ticks": 3, "succeeded": 3, "failed": 0, "already_done": 0, "map_mode": "distributed"}
+    assert output == counted(3, succeeded=3, map_mode="distributed")
     assert len(chain) == 2
     assert attempts(stack, *days) == [1, 1, 1]
     assert "RunTicks" not in entered_states(stack, first)
