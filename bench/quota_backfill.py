@@ -20,7 +20,7 @@ from bench.quota_model import (
     STATES_LATENCY,
     TokenBucket,
 )
-from coordinator.schedule import MapMode
+from coordinator.schedule import MapMode, map_mode_for
 
 
 @dataclass(frozen=True)
@@ -59,25 +59,15 @@ def backfill_defaults() -> dict[str, Any]:
     return dict(definition["States"]["Defaults"]["Result"])
 
 
-def mode_that_runs(defaults: dict[str, Any], ticks: int) -> MapMode:
-    """The map mode a backfill of `ticks` runs in with these defaults: "auto" runs inline up to
-    `inline_limit` ticks and distributed past it (the range function's `map_mode_of`)."""
-    mode = MapMode(defaults["map_mode"])
-    if mode is not MapMode.AUTO:
-        return mode
-    return MapMode.INLINE if ticks <= int(defaults["inline_limit"]) else MapMode.DISTRIBUTED
-
-
 def deployed_backfill(ticks: int = 1_000_000, **changes: Any) -> BackfillSetup:
     """A backfill of `ticks` as template.yaml deploys it: the request leaves every option to the
     state machine's defaults, `map_mode` included (a distributed backfill's `changes` replace
     its page settings)."""
     defaults = backfill_defaults()
-    mode = mode_that_runs(defaults, ticks)
-    chosen = f"map_mode {defaults['map_mode']}" + (
-        f" ({ticks:,} ticks, inline_limit {int(defaults['inline_limit']):,}: {mode})"
-        if defaults["map_mode"] == MapMode.AUTO
-        else ""
+    asked, limit = MapMode(defaults["map_mode"]), int(defaults["inline_limit"])
+    mode = map_mode_for(ticks, limit) if asked is MapMode.AUTO else asked
+    chosen = f"map_mode {asked}" + (
+        f" ({ticks:,} ticks, inline_limit {limit:,}: {mode})" if asked is MapMode.AUTO else ""
     )
     if mode is MapMode.INLINE:
         at_once = min(int(defaults["max_concurrency"]), INLINE_MAP_CONCURRENCY)
@@ -242,8 +232,7 @@ def simulate_paged_backfill(setup: BackfillSetup, paged: PagedBackfill) -> dict[
 
 def backfills() -> list[BackfillSetup]:
     """As deployed (the state machine's defaults: map_mode "auto", distributed for a million
-    ticks), then today's inline Map and the
-    unpaged pools docs/scaling.md discusses."""
+    ticks), then today's inline Map and the unpaged pools docs/scaling.md discusses."""
     return [deployed_backfill(), *BACKFILLS]
 
 

@@ -30,7 +30,6 @@ from coordinator.schedule.expressions import (
 from coordinator.schedule.instants import DstFold, DstGap, Order, zone_of
 from coordinator.schedule.interval import data_interval, scheduler_instants, ticks_between
 from coordinator.schedule.range_request import (
-    DEFAULT_INLINE_LIMIT,
     DEFAULT_PAGE_SIZE,
     MAX_INLINE_LIMIT,
     MAX_PAGE_SIZE,
@@ -39,6 +38,7 @@ from coordinator.schedule.range_request import (
     PageCursors,
     RangePage,
     RangeRequest,
+    map_mode_for,
     map_mode_of,
     page_cursors,
     range_page,
@@ -46,7 +46,6 @@ from coordinator.schedule.range_request import (
 )
 
 __all__ = [
-    "DEFAULT_INLINE_LIMIT",
     "DEFAULT_PAGE_SIZE",
     "FIRST_YEAR",
     "LAST_YEAR",
@@ -70,6 +69,7 @@ __all__ = [
     "Schedule",
     "compile_schedule",
     "data_interval",
+    "map_mode_for",
     "map_mode_of",
     "page_cursors",
     "range_page",

@@ -60,9 +60,9 @@ MAX_PAGE_SIZE: Final = 5_000
 # A request for page cursors walks `pages` pages: at most 40 x 5,000 = 200,000 ticks, a few
 # seconds of the range function, and 40 cursors of under 100 bytes each.
 MAX_PAGES: Final = 40
-# A backfill in map_mode "auto" runs inline when its range has at most `inline_limit` ticks,
-# counted up to one past the limit: at most 10,001 ticks, well under a second of the function.
-DEFAULT_INLINE_LIMIT: Final = 1_000
+# A backfill in map_mode "auto" runs inline when its range has at most `inline_limit` ticks
+# (its default is backfill.asl.json's), counted up to one past the limit: at most 10,001 ticks,
+# well under a second of the function.
 MAX_INLINE_LIMIT: Final = 10_000
 
 
@@ -279,14 +279,20 @@ class MapModeOfRange(BaseModel):
     counted: int
 
 
+def map_mode_for(ticks: int, inline_limit: int) -> MapMode:
+    """What map_mode "auto" runs a backfill of `ticks` in: inline up to the limit, distributed
+    past it."""
+    return MapMode.INLINE if ticks <= inline_limit else MapMode.DISTRIBUTED
+
+
 def map_mode_of(request: RangeRequest) -> MapModeOfRange:
-    """Inline for a range of at most `request.inline_limit` ticks, distributed past it; the
-    range is walked only one tick past the limit, whatever its span."""
-    limit = request.inline_limit if request.inline_limit is not None else DEFAULT_INLINE_LIMIT
+    """`map_mode_for` the request's range and its `inline_limit`; the range is walked only one
+    tick past the limit, whatever its span."""
+    limit = request.inline_limit
+    if limit is None:
+        raise ValueError("a map mode is asked with an inline_limit")
     counted = sum(1 for _ in islice(_request_instants(request), limit + 1))
-    return MapModeOfRange(
-        map_mode=MapMode.INLINE if counted <= limit else MapMode.DISTRIBUTED, counted=counted
-    )
+    return MapModeOfRange(map_mode=map_mode_for(counted, limit), counted=counted)
 
 
 def ticks(request: RangeRequest) -> Iterator[datetime]:
