@@ -237,7 +237,10 @@ class FunctionRuntime:
             while self._log_handlers:
                 handler, original = self._log_handlers.pop()
                 if original is not None and handler.stream is self.log_stream:
-                    handler.setStream(original)
+                    # The logger may have been built inside a caller's capture of stdout (a CLI
+                    # runner's, during the first invocation), closed since: put back stdout
+                    # instead, or the next stack's first invocation fails flushing it.
+                    handler.setStream(sys.stdout if getattr(original, "closed", False) else original)
 
     def reset(self) -> None:
         """Put back the environment the first invocation found, and drop the cached settings."""
